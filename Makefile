@@ -1,0 +1,62 @@
+# beepnet: the entry points used locally and in CI.
+#   make demo   install into .venv on first use, then replay the bundled recording
+#   make test   install what the tests need (PulseAudio virtual microphone, ...) and run them all
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# torch is pinned and installed before the project so pip never resolves the
+# multi-GB CUDA build from the registry (an ARM Pi gets the CPU build anyway).
+TORCH_SPEC ?= torch==2.13.*
+SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+# Debian packages: PyAudio compiles against portaudio19-dev; the tests record
+# from a PulseAudio null sink through ALSA's pulse plugin and check the unit
+# with systemd-analyze.
+RUN_DEBS  := portaudio19-dev
+TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils lame
+
+DEMO_DIR ?= $(or $(TMPDIR),/tmp)/beepnet-demo
+
+.PHONY: demo test install venv system-deps test-deps clean
+
+demo: $(VENV)/.installed
+	rm -rf "$(DEMO_DIR)"
+	$(VENV)/bin/beepnet run --source data/demo/washer-cycle.flac --speed 20 \
+		--set storage.dir="$(DEMO_DIR)"
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q -ra
+
+install: $(VENV)/.installed
+
+system-deps:
+	@missing=$$(for p in $(RUN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+test-deps:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | system-deps $(VENV)/bin/python
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed | test-deps
+	$(PIP) install -q -e ".[train,test]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,214 @@
+"""The `beepnet` command.
+
+    beepnet run      [--source mic|FILE] [--speed N]   listen and alert (the daemon)
+    beepnet detect   [--json] FILE...                  find beeps in recordings
+    beepnet record   [--minutes N] [--out DIR]         collect chunks for training
+    beepnet config                                     print the effective config
+    beepnet devices                                    list input devices
+
+Every subcommand takes --config PATH and --set section.key=value (repeatable). Exit status:
+0 fine, 1 a file or device could not be used, 2 bad usage, 78 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import __version__, config, logs
+from .config import EX_CONFIG, Config, ConfigError
+
+log = logging.getLogger("beepnet")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help="TOML config file (default: "
+                   "$BEEPNET_CONFIG if set)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE", help="override one config value (repeatable)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="beepnet", description="Hears your appliance's end-of-cycle beep and tells you.")
+    parser.add_argument("--version", action="version", version=f"beepnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="listen and alert (what the service runs)")
+    _common(p)
+    p.add_argument("--source", default="mic", metavar="mic|FILE",
+                   help="'mic' (default) or a recording to replay through the same pipeline")
+    p.add_argument("--speed", type=float, default=1.0, metavar="N",
+                   help="replay a --source file N times faster than real time")
+
+    p = sub.add_parser("detect", help="find beeps in recordings")
+    _common(p)
+    p.add_argument("--model", metavar="PATH", help="model file (sets detector.model)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON line per beep: file, start, end, score")
+    p.add_argument("files", nargs="+", metavar="FILE")
+
+    p = sub.add_parser("record", help="collect non-silent chunks for training")
+    _common(p)
+    p.add_argument("--source", default="mic", metavar="mic|FILE")
+    p.add_argument("--speed", type=float, default=1.0, metavar="N")
+    p.add_argument("--minutes", type=float, metavar="N", help="stop after N minutes")
+    p.add_argument("--out", metavar="DIR", help="where chunks go (sets record.dir)")
+
+    p = sub.add_parser("config", help="print the effective config, secrets hidden")
+    _common(p)
+
+    p = sub.add_parser("devices", help="list the input devices PyAudio sees")
+    _common(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = list(args.overrides)
+    if getattr(args, "model", None):
+        overrides.append(f"detector.model={args.model}")
+    if getattr(args, "out", None):
+        overrides.append(f"record.dir={args.out}")
+    if getattr(args, "speed", 1.0) <= 0:
+        print("beepnet: --speed must be greater than 0", file=sys.stderr)
+        return 2
+    try:
+        cfg = config.load(args.config, overrides)
+        _check_detector_args(cfg)
+    except ConfigError as e:
+        print(f"beepnet: config error: {e}", file=sys.stderr)
+        return EX_CONFIG
+    logs.setup("debug" if args.verbose else cfg.log.level,
+               tuple(s for s in (cfg.telegram.token,) if s))
+    try:
+        return COMMANDS[args.command](cfg, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _check_detector_args(cfg: Config) -> None:
+    if cfg.detector.model and cfg.detector.kind == "tone":
+        raise ConfigError("detector.model is set, but detector.kind = 'tone' uses no model")
+
+
+def cmd_config(cfg: Config, args) -> int:
+    sys.stdout.write(config.to_toml(cfg))
+    return 0
+
+
+def cmd_devices(cfg: Config, args) -> int:
+    from .audio.sources import list_input_devices
+
+    devices = list_input_devices()
+    if not devices:
+        print("no input devices found (is the microphone plugged in? `arecord -l` lists what "
+              "ALSA sees)", file=sys.stderr)
+        return 1
+    print("\n".join(devices))
+    return 0
+
+
+def cmd_run(cfg: Config, args) -> int:
+    from .daemon.supervisor import Supervisor
+    from .notify.console import ConsoleNotifier
+
+    if args.source != "mic" and not Path(args.source).exists():
+        print(f"beepnet: {args.source}: no such file", file=sys.stderr)
+        return 1
+    log.info("beepnet %s: %s", __version__, config.summary(cfg))
+    notifier = ConsoleNotifier(cfg.storage.alert_dir)
+    sup = Supervisor(cfg, notifier, source=args.source, speed=args.speed)
+    try:
+        status = sup.run()
+    except OSError as e:
+        print(f"beepnet: cannot use storage: {e}", file=sys.stderr)
+        return 1
+    if args.source != "mic":
+        _print_replay_summary(args.source, sup, notifier)
+    return status
+
+
+def _print_replay_summary(source: str, sup, notifier) -> None:
+    s = sup.stats
+    alerts = notifier.alerts
+    print(f"{source}: {s.samples / 16000:.1f} s of audio, {s.chunks_scored} chunk(s) "
+          f"classified, {len(alerts)} beep alert(s)")
+    for a in alerts:
+        print(f"  ALERT {a['time']}  score {a['score']:.2f}  clip {a['clip']}")
+
+
+def cmd_detect(cfg: Config, args) -> int:
+    from .audio.files import AudioFileError
+    from .detect import detect_file
+    from .detectors import load_detector
+
+    detector = load_detector(cfg.detector)
+    status = 0
+    for path in args.files:
+        try:
+            result = detect_file(path, detector, cfg.audio)
+        except AudioFileError as e:
+            print(f"beepnet: {path}: {e}", file=sys.stderr)
+            status = 1
+            continue
+        for ev in result.events:
+            if args.json:
+                print(json.dumps({"file": path, "start": round(ev.start, 3),
+                                  "end": round(ev.end, 3), "score": round(ev.score, 4)}))
+            else:
+                print(f"{path}: beep {ev.start:.2f}-{ev.end:.2f} s (score {ev.score:.2f})")
+        if not args.json and not result.events:
+            print(f"{path}: no beep ({result.duration:.1f} s)")
+        sys.stdout.flush()
+    return status
+
+
+def cmd_record(cfg: Config, args) -> int:
+    from .audio.sources import SourceError
+    from .daemon.recorder import Recorder, make_source
+    from .messages import Chunk, SourceFailed
+
+    out = Path(cfg.record.dir).expanduser()
+    deadline = time.monotonic() + args.minutes * 60 if args.minutes else None
+    count = 0
+
+    def emit(msg: object) -> None:
+        nonlocal count
+        if isinstance(msg, Chunk):
+            count += 1
+            if sys.stderr.isatty():
+                print(f"\r{count} chunk(s) kept in {out}", end="", file=sys.stderr, flush=True)
+            else:
+                log.info("kept %s (%d so far)", Path(msg.path).name, count)
+        elif isinstance(msg, SourceFailed):
+            log.error("%s", msg.reason)
+
+    rec = Recorder(cfg.audio, out, emit,
+                   should_stop=lambda: deadline is not None and time.monotonic() >= deadline)
+    source = make_source(cfg.audio, args.source, args.speed)
+    status = 0
+    try:
+        rec.run(source, 1.0 if args.source == "mic" else 1.0 / args.speed)
+    except SourceError as e:
+        print(f"beepnet: {e}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+    print(f"recorded {count} chunk(s) into {out} ({rec.skipped} quiet window(s) skipped)")
+    return status
+
+
+COMMANDS = {"run": cmd_run, "detect": cmd_detect, "record": cmd_record, "config": cmd_config,
+            "devices": cmd_devices}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The recorder: audio in, non-silent 3-s WAV chunks out, their paths onto a queue.
+
+It never imports torch: on a Pi it stays small, and a classifier crash cannot take it down.
+The same :class:`Recorder` loop serves the daemon (a child process) and `beepnet record`
+(in-process), so collected training data is cut exactly as the daemon cuts live audio.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..audio.chunker import StreamWindower, Window
+from ..audio.files import write_wav_atomic
+from ..audio.gate import Gate
+from ..audio.sources import FileSource, MicSource, Source, SourceError
+from ..config import AudioConfig
+from ..messages import Chunk, Heartbeat, SourceEnded, SourceFailed, Started
+from . import child
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 1.0
+
+
+def make_source(audio: AudioConfig, source: str, speed: float) -> Source:
+    """``source`` is "mic" or the path of a recording to replay."""
+    if source == "mic":
+        return MicSource(audio.device, audio.block_ms)
+    return FileSource(source, audio.block_ms, speed)
+
+
+class Recorder:
+    """Cuts one source's stream into gated chunks and hands each to ``emit``."""
+
+    def __init__(self, audio: AudioConfig, chunk_dir: Path, emit: Callable[[object], None],
+                 should_stop: Callable[[], bool] = lambda: False):
+        self.audio = audio
+        self.chunk_dir = Path(chunk_dir)
+        self.emit = emit
+        self.should_stop = should_stop
+        self.rate = audio.sample_rate
+        self.gate = Gate(audio.gate_dbfs, audio.gate_frame_ms, self.rate)
+        self.written = self.skipped = self.write_errors = 0
+        self._last_write_error: str | None = None
+
+    def run(self, source: Source, time_scale: float = 1.0) -> bool:
+        """Record until the source ends (True), fails (raises SourceError) or we are stopped.
+
+        ``time_scale`` maps stream seconds to wall seconds (1/speed for a fast replay), so chunk
+        times stay meaningful.
+        """
+        self.chunk_dir.mkdir(parents=True, exist_ok=True)
+        source.open()
+        try:
+            return self._loop(source, time_scale)
+        finally:
+            source.close()
+
+    def _loop(self, source: Source, time_scale: float) -> bool:
+        stream = StreamWindower(source.rate, self.audio.chunk_seconds, self.audio.hop_seconds,
+                                self.rate)
+        session = time.strftime("%Y%m%d-%H%M%S")
+        t0: float | None = None
+        next_beat = 0.0
+        level = -120.0
+        for block in source.blocks():
+            if t0 is None:
+                # Wall time of stream sample 0: the first block was just completed.
+                t0 = time.time() - len(block) / source.rate * time_scale
+                self.emit(Started(source.description, source.rate))
+            out, windows = stream.push(block)
+            if len(out):
+                level = max(level, self.gate.peak_dbfs(out))
+            for window in windows:
+                self._handle(window, session, t0, time_scale)
+            now = time.monotonic()
+            if now >= next_beat:
+                self._beat(stream.samples, level, source)
+                level, next_beat = -120.0, now + HEARTBEAT_SECONDS
+            if self.should_stop():
+                return False
+        # The replay ended: cut the tail windows too.
+        for window in stream.finish():
+            self._handle(window, session, t0 or time.time(), time_scale)
+        self._beat(stream.samples, level, source)
+        self.emit(SourceEnded(stream.samples))
+        return True
+
+    def _beat(self, samples: int, level: float, source: Source) -> None:
+        self.emit(Heartbeat(samples, level, self.written, self.skipped, self.write_errors,
+                            getattr(source, "overflows", 0)))
+
+    def _handle(self, window: Window, session: str, t0: float, time_scale: float) -> None:
+        audio = window.audio[: window.valid] if window.valid < len(window.audio) else window.audio
+        if not self.gate.opens(audio):
+            self.skipped += 1
+            return
+        path = self.chunk_dir / f"{session}_{window.start:010d}.wav"
+        try:
+            write_wav_atomic(path, window.audio, self.rate)
+        except OSError as e:
+            self._write_failed(path, e)
+            return
+        if self._last_write_error:
+            log.warning("writing chunks works again (%d lost)", self.write_errors)
+            self._last_write_error = None
+        self.written += 1
+        self.emit(Chunk(str(path), window.start, t0 + window.start / self.rate * time_scale,
+                        window.valid / self.rate, self.gate.peak_dbfs(audio)))
+
+    def _write_failed(self, path: Path, e: OSError) -> None:
+        self.write_errors += 1
+        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        # Say it once per kind of failure, not once per chunk.
+        if reason != self._last_write_error:
+            log.error("cannot write chunk to %s: %s; dropping chunks until it works",
+                      path.parent, reason)
+            self._last_write_error = reason
+
+
+def recorder_main(audio: AudioConfig, source: str, speed: float, chunk_dir: str,
+                  out, stop, log_level: str, secrets: tuple[str, ...] = ()) -> None:
+    """Entry point of the recorder child process."""
+    child.init("recorder", log_level, secrets, stop)
+    rec = Recorder(audio, Path(chunk_dir), out.put, stop.is_set)
+    is_mic = source == "mic"
+    backoff = 1.0
+    while not stop.is_set():
+        src = make_source(audio, source, speed)
+        try:
+            if rec.run(src, time_scale=1.0 if is_mic else 1.0 / speed):
+                return  # replay finished
+            backoff = 1.0
+        except SourceError as e:
+            out.put(SourceFailed(str(e)))
+            if not is_mic:
+                return
+            # A microphone may come back (USB replug, PulseAudio restart): retry, backing off.
+            log.debug("reopening the input in %.0f s", backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)

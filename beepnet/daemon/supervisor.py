@@ -1,0 +1,382 @@
+"""The supervisor (main process): starts the recorder and classifier, relays chunks between
+them, hands detections to the notifier, and shuts everything down cleanly.
+
+Chunks are relayed rather than shared on one queue so that (a) the backlog is bounded here,
+dropping the oldest when the classifier falls behind, and (b) a classifier killed mid-``get``
+cannot leave a shared queue's lock held: each classifier gets fresh queues, and the chunks it
+had in flight are sent again to its successor.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import re
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Config
+from ..messages import (Chunk, Detection, DetectorReady, Heartbeat, Scored, SourceEnded,
+                        SourceFailed, Started)
+from .classifier import EXIT_DETECTOR, classifier_main
+from .recorder import recorder_main
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = 2
+"""Chunks handed to the classifier at once: enough to keep it busy, few to resend on a crash."""
+STOP_GRACE = 5.0
+"""Seconds a stopping daemon gives the classifier to finish what is queued."""
+_CHUNK_NAME = re.compile(r"^(\d{8}-\d{6})_(\d{10})\.wav$")
+
+
+@dataclass
+class Stats:
+    chunks_scored: int = 0
+    chunks_dropped: int = 0
+    chunks_failed: int = 0
+    detections: int = 0
+    samples: int = 0
+    overflows: int = 0
+
+
+class _Child:
+    """One child process slot, restarted with backoff when it dies unexpectedly."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.proc: mp.process.BaseProcess | None = None
+        self.started_at = 0.0
+        self.failures = 0
+        self.restart_at: float | None = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.is_alive()
+
+    def died(self) -> bool:
+        return self.proc is not None and not self.proc.is_alive()
+
+    def schedule_restart(self) -> float:
+        # A child that ran a while before dying starts over at a short delay; a crash loop
+        # backs off to a minute so it neither spins the CPU nor floods the log.
+        if time.monotonic() - self.started_at > 60:
+            self.failures = 0
+        self.failures += 1
+        delay = min(0.5 * 2 ** (self.failures - 1), 60.0)
+        self.restart_at = time.monotonic() + delay
+        return delay
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, notifier, source: str = "mic", speed: float = 1.0):
+        self.cfg = cfg
+        self.notifier = notifier
+        self.source = source
+        self.speed = speed
+        self.ctx = mp.get_context("spawn")
+        self.chunk_dir = cfg.storage.chunk_dir
+        self.alert_dir = cfg.storage.alert_dir
+        self.secrets = tuple(s for s in (cfg.telegram.token,) if s)
+        self.stats = Stats()
+        self.pending: deque[Chunk] = deque()
+        self.in_flight: deque[Chunk] = deque()
+        self.recorder = _Child("recorder")
+        self.classifier = _Child("classifier")
+        self.rec_stop = self.ctx.Event()
+        self.clf_stop = self.ctx.Event()
+        self.rec_q = self.work_q = self.results_q = None
+        self.exit_status = 0
+        self._signal: int | None = None
+        self._source_done = False
+        self._detector: DetectorReady | None = None
+        self._started: Started | None = None
+        self._announced = False
+        self._mic_lost = False
+        self._last_drop_log = 0.0
+        self.last_heartbeat: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until a signal, the end of a replay, or a fatal error; returns the exit status."""
+        for d in (self.chunk_dir, self.alert_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._requeue_leftovers()
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._start_classifier()
+            self._start_recorder()
+            while self._signal is None and not self._finished():
+                self._step(timeout=0.1)
+            self._shutdown()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        return self.exit_status
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self._signal is None:
+            log.info("received %s, stopping", signal.Signals(signum).name)
+        self._signal = signum
+
+    def _finished(self) -> bool:
+        if self.exit_status:
+            return True
+        # A replay is done when the recorder said so and every chunk has been classified.
+        return self._source_done and not self.pending and not self.in_flight
+
+    def _spawn(self, proc: mp.process.BaseProcess) -> None:
+        # The child inherits "ignore SIGINT" across exec, so a Ctrl-C during its start-up
+        # (before it installs its own handlers) cannot kill it with a traceback.
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            proc.start()
+        finally:
+            signal.signal(signal.SIGINT, handler)
+
+    def _start_recorder(self) -> None:
+        c = self.recorder
+        # Fresh queue: a recorder that died mid-put may have left the old one's lock held.
+        self.rec_q = self.ctx.Queue()
+        c.proc = self.ctx.Process(
+            target=recorder_main, name="recorder", daemon=True,
+            args=(self.cfg.audio, self.source, self.speed, str(self.chunk_dir), self.rec_q,
+                  self.rec_stop, self.cfg.log.level, self.secrets))
+        self._spawn(c.proc)
+        c.started_at, c.restart_at = time.monotonic(), None
+
+    def _start_classifier(self) -> None:
+        c = self.classifier
+        # Fresh queues: a killed classifier may have died holding the old ones' locks.
+        self.work_q, self.results_q = self.ctx.Queue(), self.ctx.Queue()
+        c.proc = self.ctx.Process(
+            target=classifier_main, name="classifier", daemon=True,
+            args=(self.cfg.detector, str(self.alert_dir), self.work_q, self.results_q,
+                  self.clf_stop, self.cfg.log.level, self.secrets))
+        self._spawn(c.proc)
+        c.started_at, c.restart_at = time.monotonic(), None
+        # Whatever the dead one had taken is still on disk: send it again, oldest first.
+        self.pending.extendleft(reversed(self.in_flight))
+        self.in_flight.clear()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _step(self, timeout: float) -> None:
+        self._drain_recorder(timeout)
+        self._drain_results()
+        self._feed()
+        self._check_children()
+
+    def _drain_recorder(self, timeout: float) -> None:
+        try:
+            msg = self.rec_q.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            self._on_recorder(msg)
+            try:
+                msg = self.rec_q.get_nowait()
+            except queue.Empty:
+                return
+
+    def _on_recorder(self, msg: object) -> None:
+        if isinstance(msg, Chunk):
+            self.pending.append(msg)
+            self._bound_backlog()
+        elif isinstance(msg, Heartbeat):
+            self.last_heartbeat = time.monotonic()
+            self.stats.samples = msg.samples
+            if msg.overflows > self.stats.overflows:
+                log.warning("the input device lost audio %d time(s) (overflow)",
+                            msg.overflows - self.stats.overflows)
+                self.stats.overflows = msg.overflows
+        elif isinstance(msg, Started):
+            self.last_heartbeat = time.monotonic()
+            log.info("capturing from %s", msg.device)
+            if self._mic_lost:
+                self._mic_lost = False
+                self.notifier.message("mic", f"microphone back: {msg.device}")
+            self._started = msg
+            self._announce()
+        elif isinstance(msg, SourceFailed):
+            self._on_source_failed(msg)
+        elif isinstance(msg, SourceEnded):
+            log.info("replay finished after %.1f s of audio", msg.samples / 16000)
+            self._source_done = True
+
+    def _on_source_failed(self, msg: SourceFailed) -> None:
+        if self.source != "mic":
+            log.error("%s", msg.reason)
+            self.exit_status = 1
+            return
+        if not self._mic_lost:
+            self._mic_lost = True
+            what = "microphone lost" if self._started else "cannot open the microphone"
+            self.notifier.message("mic", f"{what}: {msg.reason}; retrying")
+        else:
+            log.debug("input still unavailable: %s", msg.reason)
+
+    def _announce(self) -> None:
+        """Say "listening" once, when audio is flowing and the detector is loaded."""
+        if self._announced or not (self._started and self._detector):
+            return
+        self._announced = True
+        self.notifier.message(
+            "start", f"listening on {self._started.device}; detector "
+            f"{self._detector.description}, threshold {self._detector.threshold:.2f}")
+
+    def _bound_backlog(self) -> None:
+        limit = self.cfg.storage.max_backlog_chunks
+        dropped = 0
+        while len(self.pending) > limit:
+            old = self.pending.popleft()
+            _unlink(old.path)
+            dropped += 1
+        if dropped:
+            self.stats.chunks_dropped += dropped
+            now = time.monotonic()
+            if now - self._last_drop_log > 30:
+                self._last_drop_log = now
+                log.warning("classifier is behind: dropped the oldest chunk(s), %d so far "
+                            "(backlog limit %d)", self.stats.chunks_dropped, limit)
+
+    def _feed(self) -> None:
+        if not self.classifier.alive():
+            return
+        while self.pending and len(self.in_flight) < IN_FLIGHT:
+            chunk = self.pending.popleft()
+            self.in_flight.append(chunk)
+            self.work_q.put(chunk)
+
+    def _drain_results(self) -> None:
+        while True:
+            try:
+                msg = self.results_q.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            if isinstance(msg, Scored):
+                self._on_scored(msg)
+            elif isinstance(msg, Detection):
+                self.stats.detections += 1
+                self.notifier.alert(msg)
+            elif isinstance(msg, DetectorReady):
+                self._detector = msg
+                self._announce()
+
+    def _on_scored(self, msg: Scored) -> None:
+        try:
+            self.in_flight.remove(msg.chunk)
+        except ValueError:
+            pass
+        if msg.error:
+            self.stats.chunks_failed += 1
+            log.debug("chunk %s not scored: %s", msg.chunk.path, msg.error)
+        else:
+            self.stats.chunks_scored += 1
+            log.debug("%s score %.3f", os.path.basename(msg.chunk.path), msg.score)
+
+    def _check_children(self) -> None:
+        now = time.monotonic()
+        for c, start in ((self.classifier, self._start_classifier),
+                         (self.recorder, self._start_recorder)):
+            if c.restart_at is not None:
+                if now >= c.restart_at:
+                    log.info("restarting the %s", c.name)
+                    start()
+                continue
+            if not c.died():
+                continue
+            code = c.proc.exitcode
+            if c is self.recorder and (self._source_done or self.exit_status):
+                continue  # a replay that ended, or a file that failed: not a crash
+            if c is self.classifier and code == EXIT_DETECTOR:
+                log.error("the detector cannot be loaded; stopping (fix detector.* in the "
+                          "config)")
+                self.exit_status = EXIT_DETECTOR
+                return
+            # The dead one's queues go with it; take what it managed to send first.
+            if c is self.classifier:
+                self._drain_results()
+            else:
+                self._drain_recorder(0.0)
+            delay = c.schedule_restart()
+            text = f"{c.name} process died (exit status {code}); restarting in {delay:.1f} s"
+            if c.failures == 1:
+                self.notifier.message(c.name, text)
+            else:
+                log.error("%s (failure %d in a row)", text, c.failures)
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        """Recorder first, then let the classifier finish what is queued, then clean up."""
+        self.rec_stop.set()
+        self._join(self.recorder, lambda: self._drain_recorder(0.05), 3.0)
+        grace = STOP_GRACE if self._signal is not None else 60.0
+        deadline = time.monotonic() + grace
+        while ((self.pending or self.in_flight) and self.classifier.alive()
+               and time.monotonic() < deadline):
+            self._drain_results()
+            self._feed()
+            time.sleep(0.02)
+        if self.classifier.alive():
+            self.work_q.put(None)
+        self.clf_stop.set()
+        self._join(self.classifier, self._drain_results, 3.0)
+        self._drain_results()
+        left = list(self.pending) + list(self.in_flight)
+        for chunk in left:
+            _unlink(chunk.path)
+        if left:
+            log.warning("stopped with %d chunk(s) unclassified; deleted", len(left))
+        self._remove_stray_temp_files()
+        if self._signal is not None:
+            self.notifier.message("stop", "stopped listening")
+
+    def _join(self, c: _Child, drain, timeout: float) -> None:
+        if c.proc is None:
+            return
+        # Keep draining while waiting: a child blocked flushing its queue never exits.
+        deadline = time.monotonic() + timeout
+        while c.proc.is_alive() and time.monotonic() < deadline:
+            drain()
+            c.proc.join(0.05)
+        if c.proc.is_alive():
+            log.warning("%s did not stop in %.0f s; terminating it", c.name, timeout)
+            c.proc.terminate()
+            c.proc.join(2.0)
+            if c.proc.is_alive():
+                c.proc.kill()
+                c.proc.join(1.0)
+
+    def _remove_stray_temp_files(self) -> None:
+        for p in self.chunk_dir.glob(".*.tmp"):
+            _unlink(str(p))
+
+    def _requeue_leftovers(self) -> None:
+        """Chunks left on disk by a crash are classified first, not silently lost."""
+        for p in sorted(self.chunk_dir.glob("*.wav")):
+            m = _CHUNK_NAME.match(p.name)
+            if not m:
+                continue
+            t0 = time.mktime(time.strptime(m.group(1), "%Y%m%d-%H%M%S"))
+            start = int(m.group(2))
+            self.pending.append(Chunk(str(p), start, t0 + start / 16000,
+                                      self.cfg.audio.chunk_seconds, 0.0))
+        if self.pending:
+            log.info("classifying %d chunk(s) left from a previous run", len(self.pending))
+        self._bound_backlog()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("cannot delete %s: %s", path, e.strerror or e)

@@ -1,0 +1,99 @@
+"""The messages the processes send each other (pickled through multiprocessing queues).
+
+recorder   --Chunk, Started, Heartbeat, SourceEnded, SourceFailed-->  supervisor
+supervisor --Chunk (None = stop)-->                                   classifier
+classifier --Scored, Detection-->                                     supervisor
+supervisor --Detection-->                                             notifier
+
+Chunks travel as paths to 16-bit WAV files, never as audio, so a queue entry stays small and a
+chunk survives on disk if a process dies while it waits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A non-silent window the recorder wrote to disk."""
+
+    path: str
+    start_sample: int
+    """Index of its first 16 kHz sample since the recorder's stream began."""
+    start_time: float
+    """Wall-clock time (epoch seconds) of its first sample."""
+    duration: float
+    """Seconds of real audio in it (the file may be zero-padded at the end of a replay)."""
+    peak_dbfs: float
+    """Level of its loudest short frame, the figure the gate compared."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """The first block of audio has been captured: the input really works."""
+
+    device: str
+    native_rate: int
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """About once a second: proof that audio is flowing, with running totals."""
+
+    samples: int
+    """16 kHz samples captured since the stream began."""
+    level_dbfs: float
+    """Loudest short frame since the previous heartbeat."""
+    chunks_written: int
+    chunks_skipped: int
+    """Windows below the gate, not written."""
+    write_errors: int
+    overflows: int
+    """Times the device reported lost input (samples the recorder never saw)."""
+
+
+@dataclass(frozen=True)
+class SourceEnded:
+    """A replayed recording reached its end (never sent for a microphone)."""
+
+    samples: int
+
+
+@dataclass(frozen=True)
+class SourceFailed:
+    """The input could not be opened or stopped delivering; ``reason`` is one line."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The classifier's verdict on one chunk."""
+
+    chunk: Chunk
+    score: float
+    labels: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    """Why the chunk could not be scored (vanished, unreadable); score is 0 then."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The start of a beep event: the first positive chunk after a negative one."""
+
+    chunk: Chunk
+    score: float
+    time: float
+    """Wall-clock time of the beep's start (epoch seconds)."""
+    clip_path: str
+    """WAV clip of the beep with the audio before it, kept under storage.dir/alerts."""
+    detector: str
+
+
+@dataclass(frozen=True)
+class DetectorReady:
+    """The classifier has loaded its detector."""
+
+    description: str
+    threshold: float
