@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print the effective config, secrets hidden")
     _common(p)
+    p.add_argument("--example", action="store_true",
+                   help="print the commented example config instead")
 
     p = sub.add_parser("devices", help="list the input devices PyAudio sees")
     _common(p)
@@ -98,6 +100,9 @@ def _check_detector_args(cfg: Config) -> None:
 
 
 def cmd_config(cfg: Config, args) -> int:
+    if args.example:
+        sys.stdout.write(config.EXAMPLE.read_text(encoding="utf-8"))
+        return 0
     sys.stdout.write(config.to_toml(cfg))
     return 0
 

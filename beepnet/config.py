@@ -3,7 +3,7 @@
 Sources, later ones winning:
 
 1. built-in defaults (the dataclasses below),
-2. a TOML file (``--config PATH``, or ``$BEEPNET_CONFIG``; see ``beepnet.example.toml``),
+2. a TOML file (``--config PATH``, or ``$BEEPNET_CONFIG``; ``beepnet config --example``),
 3. the environment: ``BEEPNET_TELEGRAM_TOKEN`` and ``BEEPNET_TELEGRAM_CHAT_ID``,
 4. ``--set section.key=value`` on the command line (repeatable).
 
@@ -35,6 +35,7 @@ ENV_OVERRIDES = {
 }
 
 DEFAULT_API_URL = "https://api.telegram.org"
+EXAMPLE = Path(__file__).with_name("example.toml")
 
 
 class ConfigError(ValueError):

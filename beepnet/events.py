@@ -13,6 +13,8 @@ from .detectors.base import WindowScore
 
 # Window edges are whole samples; allow for float rounding when testing "touching".
 _EPS = 1e-6
+_EDGE = 0.02
+"""A localised end this close to its window's end means the beep ran past the window."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,11 @@ class EventTracker:
         # Adjacent: starts inside the open event's span of windows (a restarted stream, whose
         # clock went back to zero, is not).
         if cur is not None and cur.window_start <= start <= cur.window_end + _EPS:
-            self._open = replace(cur, start=min(cur.start, b_start), end=max(cur.end, b_end),
+            # An end at the previous window's right edge only says "cut off here"; the later
+            # window saw past that edge, so its end is the better estimate.
+            cut_off = cur.end >= cur.window_end - _EDGE
+            new_end = b_end if cut_off else max(cur.end, b_end)
+            self._open = replace(cur, start=min(cur.start, b_start), end=new_end,
                                  score=max(cur.score, result.score), window_end=end)
             return None, None
         closed = self.finish()

@@ -93,6 +93,4 @@ class StreamWindower:
 
     def finish(self) -> list[Window]:
         """End of stream: the resampler's last samples, then the zero-padded tail windows."""
-        rs = self.resampler
-        tail = rs.process(np.zeros(rs.taps * 2, np.float32))[: max(0, int(round(rs.delay_samples)))]
-        return list(self.chunker.push(tail)) + list(self.chunker.flush())
+        return list(self.chunker.push(self.resampler.flush())) + list(self.chunker.flush())
