@@ -12,23 +12,31 @@ from .. import logs
 
 log = logging.getLogger(__name__)
 
+_PR_SET_NAME = 15
+_SHORT = {"recorder": "rec", "classifier": "clf"}  # the kernel keeps 15 characters
 _PR_SET_PDEATHSIG = 1
+
+
+def _prctl(option: int, arg) -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - exotic libc
+        log.debug("prctl(%d) unavailable", option)
 
 
 def _die_with_parent() -> None:
     """Ask Linux to SIGTERM us if the supervisor dies (even by kill -9): no orphans."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):  # pragma: no cover - exotic libc
-        log.debug("prctl(PR_SET_PDEATHSIG) unavailable; relying on the stop event")
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def init(name: str, log_level: str, secrets: tuple[str, ...], stop) -> None:
     """Set up a freshly spawned child. ``stop`` is the multiprocessing.Event it obeys."""
     multiprocessing.current_process().name = name
+    # Shows in top/ps -o comm (and /proc/PID/comm) instead of a dozen "python3".
+    comm = "beepnet-" + _SHORT.get(name, name)
+    _prctl(_PR_SET_NAME, ctypes.c_char_p(comm[:15].encode()))
     logs.setup(log_level, secrets)
     # Ctrl-C reaches the whole process group; the supervisor decides the order of shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,39 @@
+"""Test recordings with beeps at known times, built from beepnet.synth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from beepnet import synth
+
+SR = 16000
+
+
+def washer_with_beeps(beeps: list[tuple[float, float, float]], seconds: float, seed: int = 0,
+                      snr_db: float = 10.0, sr: int = SR) -> np.ndarray:
+    """A washer background with beeps given as (start s, length s, frequency Hz)."""
+    rng = np.random.default_rng(seed)
+    x = synth.washer(rng, seconds, sr=sr, phase="wash")
+    for at, length, freq in beeps:
+        x = synth.mix(x, synth.beep(freq, length, sr=sr), at, snr_db, sr=sr)
+    return x.astype(np.float32)
+
+
+def convert(x: np.ndarray, path: Path, rate: int = SR, channels: int = 1,
+            subtype: str | None = None) -> Path:
+    """Write ``x`` (16 kHz) at another rate/channel count, format from the extension."""
+    if rate != SR:
+        from scipy.signal import resample_poly  # tests only; the package does its own
+
+        g = np.gcd(rate, SR)
+        x = resample_poly(x, rate // g, SR // g).astype(np.float32)
+    data = np.stack([x] * channels, axis=1) if channels > 1 else x
+    sf.write(str(path), data, rate, subtype=subtype)
+    return path
+
+
+def starts_ends(events: list[dict]) -> list[tuple[float, float]]:
+    return [(e["start"], e["end"]) for e in events]
