@@ -9,6 +9,9 @@ PIP    := $(PY) -m pip
 # torch is pinned and installed before the project so pip never resolves the
 # multi-GB CUDA build from the registry (an ARM Pi gets the CPU build anyway).
 TORCH_SPEC ?= torch==2.13.*
+# x86 laptops: the default PyPI torch wheel bundles CUDA; point this at PyTorch's CPU index
+# to get the small CPU build (see README). ARM boards (Raspberry Pi) get CPU wheels anyway.
+TORCH_INDEX ?=
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 # Debian packages: PyAudio compiles against portaudio19-dev; the tests record
@@ -23,7 +26,7 @@ DEMO_DIR ?= $(or $(TMPDIR),/tmp)/beepnet-demo
 
 demo: $(VENV)/.installed
 	rm -rf "$(DEMO_DIR)"
-	$(VENV)/bin/beepnet run --source data/demo/washer-cycle.flac --speed 20 \
+	$(VENV)/bin/beepnet run --source data/demo/washer-cycle.ogg --speed 20 \
 		--set storage.dir="$(DEMO_DIR)"
 
 test: $(VENV)/.installed-test
@@ -50,7 +53,7 @@ $(VENV)/bin/python:
 	$(PIP) install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | system-deps $(VENV)/bin/python
-	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -e .
 	touch $@
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -145,7 +146,8 @@ def _print_replay_summary(source: str, sup, notifier) -> None:
     print(f"{source}: {s.samples / 16000:.1f} s of audio, {s.chunks_scored} chunk(s) "
           f"classified, {len(alerts)} beep alert(s)")
     for a in alerts:
-        print(f"  ALERT {a['time']}  score {a['score']:.2f}  clip {a['clip']}")
+        print(f"  ALERT beep at {a['offset']:.1f} s into the recording, score {a['score']:.2f}, "
+              f"clip {a['clip']}")
 
 
 def cmd_detect(cfg: Config, args) -> int:
@@ -194,8 +196,15 @@ def cmd_record(cfg: Config, args) -> int:
         elif isinstance(msg, SourceFailed):
             log.error("%s", msg.reason)
 
-    rec = Recorder(cfg.audio, out, emit,
-                   should_stop=lambda: deadline is not None and time.monotonic() >= deadline)
+    stopped: list[int] = []
+
+    def should_stop() -> bool:
+        return bool(stopped) or (deadline is not None and time.monotonic() >= deadline)
+
+    # Ctrl-C and SIGTERM end the recording between blocks, never in the middle of a write.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stopped.append(signum))
+    rec = Recorder(cfg.audio, out, emit, should_stop)
     source = make_source(cfg.audio, args.source, args.speed)
     status = 0
     try:
@@ -203,8 +212,6 @@ def cmd_record(cfg: Config, args) -> int:
     except SourceError as e:
         print(f"beepnet: {e}", file=sys.stderr)
         status = 1
-    except KeyboardInterrupt:
-        pass
     finally:
         if sys.stderr.isatty():
             print(file=sys.stderr)

@@ -27,6 +27,8 @@ class Chunk:
     """Seconds of real audio in it (the file may be zero-padded at the end of a replay)."""
     peak_dbfs: float
     """Level of its loudest short frame, the figure the gate compared."""
+    time_scale: float = 1.0
+    """Wall seconds per stream second: 1/speed for a fast replay, else 1."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class Detection:
     score: float
     time: float
     """Wall-clock time of the beep's start (epoch seconds)."""
+    offset: float
+    """Stream time of the beep's start: seconds since the recorder's stream began."""
     clip_path: str
     """WAV clip of the beep with the audio before it, kept under storage.dir/alerts."""
     detector: str

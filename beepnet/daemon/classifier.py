@@ -74,8 +74,8 @@ class Classifier:
         t0 = chunk.start_sample / RATE
         opened, _ = self.tracker.update(t0, t0 + chunk.duration, result)
         if opened is not None:
-            beep_time = chunk.start_time + (opened.start - t0)
-            out.append(self._detection(chunk, audio, result.score, beep_time))
+            beep_time = chunk.start_time + (opened.start - t0) * chunk.time_scale
+            out.append(self._detection(chunk, audio, result.score, beep_time, opened.start))
         if self.history and self.history[-1][0].start_sample >= chunk.start_sample:
             self.history.clear()  # the recorder restarted its stream: old audio is unrelated
         self.history.append((chunk, audio))
@@ -83,7 +83,7 @@ class Classifier:
         return out
 
     def _detection(self, chunk: Chunk, audio: np.ndarray, score: float,
-                   beep_time: float) -> Detection:
+                   beep_time: float, offset: float) -> Detection:
         clip = build_clip(self.history, chunk, audio)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(beep_time))
         path = self.alert_dir / f"{stamp}-{int(chunk.start_sample):010d}-beep.wav"
@@ -97,7 +97,7 @@ class Classifier:
             clip_path = ""
         log.info("beep detected at %s (score %.2f)",
                  time.strftime("%H:%M:%S", time.localtime(beep_time)), score)
-        return Detection(chunk, score, beep_time, clip_path, self.detector.describe())
+        return Detection(chunk, score, beep_time, offset, clip_path, self.detector.describe())
 
 
 def _unlink(path: str) -> None:

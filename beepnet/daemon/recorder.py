@@ -110,7 +110,7 @@ class Recorder:
             self._last_write_error = None
         self.written += 1
         self.emit(Chunk(str(path), window.start, t0 + window.start / self.rate * time_scale,
-                        window.valid / self.rate, self.gate.peak_dbfs(audio)))
+                        window.valid / self.rate, self.gate.peak_dbfs(audio), time_scale))
 
     def _write_failed(self, path: Path, e: OSError) -> None:
         self.write_errors += 1

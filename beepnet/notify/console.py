@@ -32,6 +32,7 @@ class ConsoleNotifier:
             "kind": "beep",
             "time": _local(det.time),
             "epoch": round(det.time, 3),
+            "offset": round(det.offset, 3),
             "score": round(det.score, 4),
             "detector": det.detector,
             "clip": det.clip_path,
