@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -61,9 +60,3 @@ def beepnet_children(pid: int, timeout: float = 20.0) -> dict[str, int]:
     assert wait_for(both, timeout), f"children of {pid}: {found}"
     return found
 
-
-def kill_quietly(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

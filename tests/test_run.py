@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from procs import alive, beepnet_children, children, kill_quietly, wait_for
+from procs import alive, beepnet_children, children, wait_for
 from signals import convert, washer_with_beeps
 
 from beepnet.config import Config, StorageConfig

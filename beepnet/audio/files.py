@@ -7,6 +7,7 @@ checks the cases users actually hit and raises :class:`AudioFileError` with one 
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import tempfile
@@ -17,6 +18,8 @@ import numpy as np
 import soundfile as sf
 
 from .resample import Resampler
+
+log = logging.getLogger(__name__)
 
 
 class AudioFileError(Exception):
@@ -142,3 +145,13 @@ def write_wav_atomic(path: Path, audio: np.ndarray, rate: int = 16000) -> None:
         except OSError:
             pass
         raise
+
+
+def remove_quietly(path: str | os.PathLike) -> None:
+    """Delete a chunk file; one already gone is fine, any other failure is logged."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("cannot delete %s: %s", path, e.strerror or e)

@@ -7,7 +7,6 @@ It loads its detector once, scores each chunk, keeps an alert clip when a beep e
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import time
 from collections import deque
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.files import AudioFileError, read_audio, write_wav_atomic
+from ..audio.files import AudioFileError, read_audio, remove_quietly, write_wav_atomic
 from ..config import DetectorConfig
 from ..detectors import load_detector
 from ..events import EventTracker
@@ -67,7 +66,7 @@ class Classifier:
             # Dropped by the backlog limit, or removed by hand: nothing to score.
             return [Scored(chunk, 0.0, error=str(e))]
         finally:
-            _unlink(chunk.path)
+            remove_quietly(chunk.path)
         result = self.detector.score(audio)
         out: list[object] = []
         # Events are tracked on the stream's own clock, which a fast replay compresses.
@@ -98,15 +97,6 @@ class Classifier:
         log.info("beep detected at %s (score %.2f)",
                  time.strftime("%H:%M:%S", time.localtime(beep_time)), score)
         return Detection(chunk, score, beep_time, offset, clip_path, self.detector.describe())
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log.warning("cannot delete chunk %s: %s", path, e.strerror or e)
 
 
 def classifier_main(cfg: DetectorConfig, alert_dir: str, work, results, stop,

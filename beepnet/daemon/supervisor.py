@@ -18,8 +18,8 @@ import signal
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
+from ..audio.files import remove_quietly
 from ..config import Config
 from ..messages import (Chunk, Detection, DetectorReady, Heartbeat, Scored, SourceEnded,
                         SourceFailed, Started)
@@ -235,7 +235,7 @@ class Supervisor:
         dropped = 0
         while len(self.pending) > limit:
             old = self.pending.popleft()
-            _unlink(old.path)
+            remove_quietly(old.path)
             dropped += 1
         if dropped:
             self.stats.chunks_dropped += dropped
@@ -331,7 +331,7 @@ class Supervisor:
         self._drain_results()
         left = list(self.pending) + list(self.in_flight)
         for chunk in left:
-            _unlink(chunk.path)
+            remove_quietly(chunk.path)
         if left:
             log.warning("stopped with %d chunk(s) unclassified; deleted", len(left))
         self._remove_stray_temp_files()
@@ -356,7 +356,7 @@ class Supervisor:
 
     def _remove_stray_temp_files(self) -> None:
         for p in self.chunk_dir.glob(".*.tmp"):
-            _unlink(str(p))
+            remove_quietly(str(p))
 
     def _requeue_leftovers(self) -> None:
         """Chunks left on disk by a crash are classified first, not silently lost."""
@@ -372,11 +372,3 @@ class Supervisor:
             log.info("classifying %d chunk(s) left from a previous run", len(self.pending))
         self._bound_backlog()
 
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log.warning("cannot delete %s: %s", path, e.strerror or e)
