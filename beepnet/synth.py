@@ -435,7 +435,7 @@ def mix(background: np.ndarray, foreground: np.ndarray, at_s: float, snr_db: flo
     if clipped:
         # Clipping is rarely wanted: it adds harmonics and intermodulation
         # products a real (unclipped) recording would not have.
-        log.warning("mix: %d samples clipped; use a quieter background", clipped)
+        log.debug("mix: %d samples clipped; use a quieter background", clipped)
     return np.clip(out, -1.0, 1.0)
 
 
