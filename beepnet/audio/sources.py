@@ -7,7 +7,9 @@ without PortAudio.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import queue
 import time
 from typing import Iterator, Protocol
@@ -32,6 +34,46 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+_HANDLERS: list = []  # C callbacks stay referenced for as long as the libraries may call them
+
+
+def quiet_audio_libraries() -> None:
+    """Route the C libraries' own stderr chatter to our debug log.
+
+    On every PortAudio start, libasound prints dozens of "Unknown PCM cards.pcm.rear" lines
+    and libjack (Debian's PortAudio links it) "jack server is not running": noise that would
+    bury beepnet's one-line messages, and the journal, on every microphone retry.
+    """
+    if _HANDLERS:
+        return
+    # Never let a PortAudio probe launch a JACK server as a side effect.
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")
+    try:
+        asound = ctypes.cdll.LoadLibrary("libasound.so.2")
+        alsa_proto = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                      ctypes.c_int, ctypes.c_char_p)
+
+        def alsa(filename, line, function, err, fmt):
+            log.debug("ALSA: %s", (fmt or b"").decode(errors="replace"))
+
+        _HANDLERS.append(alsa_proto(alsa))
+        asound.snd_lib_error_set_handler(_HANDLERS[-1])
+    except (OSError, AttributeError):
+        pass  # no ALSA here: nothing to silence
+    try:
+        jack = ctypes.cdll.LoadLibrary("libjack.so.0")
+        jack_proto = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+
+        def jack_msg(msg):
+            log.debug("JACK: %s", (msg or b"").decode(errors="replace"))
+
+        _HANDLERS.append(jack_proto(jack_msg))
+        jack.jack_set_error_function(_HANDLERS[-1])
+        jack.jack_set_info_function(_HANDLERS[-1])
+    except (OSError, AttributeError):
+        pass
+
+
 def _input_devices(pa) -> list[dict]:
     devices = []
     for i in range(pa.get_device_count()):
@@ -45,6 +87,7 @@ def list_input_devices() -> list[str]:
     """One line per input device PortAudio sees: index, name, native rate, channels."""
     import pyaudio
 
+    quiet_audio_libraries()
     pa = pyaudio.PyAudio()
     try:
         return [f"{d['index']}: {d['name']} ({int(d['defaultSampleRate'])} Hz, "
@@ -102,6 +145,7 @@ class MicSource:
             import pyaudio
         except ImportError as e:  # pragma: no cover - install problem
             raise SourceError(f"PyAudio is not installed ({e}); run `make install`") from None
+        quiet_audio_libraries()
         self._pa = pyaudio.PyAudio()
         try:
             info = find_device(self._pa, self.device_spec)
