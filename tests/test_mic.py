@@ -155,3 +155,20 @@ def test_live_run_alerts_on_every_beep_including_across_chunk_edges(vmic, tmp_pa
                   if np.floor(r["offset"] / 1.5) != np.floor((r["offset"] + length) / 1.5)]
     assert len(straddling) >= 2, got
     assert list((storage / "chunks").iterdir()) == []
+
+
+def test_microphone_lost_and_back(vmic, tmp_path):
+    p, reader = beepnet(["run", "--set", f"storage.dir={tmp_path}"], vmic.env)
+    assert reader.wait_for("[start] listening", 30), reader.text
+    vmic.stop()
+    assert reader.wait_for("[mic] microphone lost", 10), reader.text
+    time.sleep(3)  # a few failed reopen attempts, which must not each say so
+    vmic.restart()
+    assert reader.wait_for("[mic] microphone back", 40), reader.text
+    # Listening again for real: a beep after the comeback is caught.
+    vmic.play(synth.mix(synth.washer(np.random.default_rng(1), 5.0), synth.beep(3000, 0.5),
+                        2.0, 10.0), rate=SR)
+    assert wait_for(lambda: any((tmp_path / "alerts").glob("*.json")), 10), reader.text
+    stop(p, reader)
+    assert reader.text.count("microphone lost") == 1
+    assert reader.text.count("[mic]") == 2

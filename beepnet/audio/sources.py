@@ -186,12 +186,22 @@ class MicSource:
     def blocks(self) -> Iterator[np.ndarray]:
         assert self._stream is not None, "open() first"
         self._stream.start_stream()
+        waited = 0.0
         while True:
             try:
-                data = self._q.get(timeout=self.stall_seconds)
+                data = self._q.get(timeout=0.5)
             except queue.Empty:
-                raise SourceError(f"no audio from {self.description} for "
-                                  f"{self.stall_seconds:g} s (unplugged or stalled?)") from None
+                # A vanished device (USB unplugged, PulseAudio gone) just stops the callbacks,
+                # with no error; PortAudio marks the stream inactive, so look at that.
+                waited += 0.5
+                if not self._stream.is_active():
+                    raise SourceError(f"{self.description} stopped delivering audio "
+                                      "(unplugged, or the sound server went away)") from None
+                if waited >= self.stall_seconds:
+                    raise SourceError(f"no audio from {self.description} for "
+                                      f"{waited:g} s (stalled?)") from None
+                continue
+            waited = 0.0
             block = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
             if self._channels > 1:
                 block = block.reshape(-1, self._channels).mean(axis=1)
