@@ -133,7 +133,8 @@ def cmd_run(cfg: Config, args) -> int:
     try:
         status = sup.run()
     except OSError as e:
-        print(f"beepnet: cannot use storage: {e}", file=sys.stderr)
+        print(f"beepnet: cannot use {e.filename or cfg.storage.path}: {e.strerror or e} "
+              "(check storage.dir / storage.runtime_dir)", file=sys.stderr)
         return 1
     if args.source != "mic":
         _print_replay_summary(args.source, sup, notifier)
@@ -215,7 +216,8 @@ def cmd_record(cfg: Config, args) -> int:
     finally:
         if sys.stderr.isatty():
             print(file=sys.stderr)
-    print(f"recorded {count} chunk(s) into {out} ({rec.skipped} quiet window(s) skipped)")
+    if status == 0 or count:
+        print(f"recorded {count} chunk(s) into {out} ({rec.skipped} quiet window(s) skipped)")
     return status
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 import logging
 
 import numpy as np
@@ -62,3 +64,11 @@ def test_a_full_disk_is_reported_once_and_recording_goes_on(tmp_path, monkeypatc
     beats = [m for m in msgs if isinstance(m, Heartbeat)]
     assert beats[-1].write_errors == 5
     assert isinstance(msgs[-1], SourceEnded)
+
+
+def test_the_recorder_side_never_imports_torch():
+    # What a spawned recorder child imports: its target's module and the CLI's entry module.
+    code = ("import sys, beepnet.cli, beepnet.daemon.recorder, beepnet.daemon.supervisor;"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
