@@ -205,6 +205,11 @@ def cmd_record(cfg: Config, args) -> int:
     # Ctrl-C and SIGTERM end the recording between blocks, never in the middle of a write.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: stopped.append(signum))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"beepnet: cannot create {out}: {e.strerror or e}", file=sys.stderr)
+        return 1
     rec = Recorder(cfg.audio, out, emit, should_stop)
     source = make_source(cfg.audio, args.source, args.speed)
     status = 0

@@ -20,6 +20,7 @@ from signals import convert, washer_with_beeps
 
 def _replay(path, audio: AudioConfig, out_dir, **kw):
     msgs: list[object] = []
+    out_dir.mkdir()
     rec = Recorder(audio, out_dir, msgs.append)
     assert rec.run(FileSource(str(path), audio.block_ms, speed=1000.0), **kw)
     return rec, msgs
@@ -72,3 +73,17 @@ def test_the_recorder_side_never_imports_torch():
             "print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+def test_record_command_collects_chunks_from_a_replay(tmp_path):
+    src = convert(washer_with_beeps([(5.0, 0.5, 3000.0)], 12.0), tmp_path / "w.flac", 44100)
+    out = tmp_path / "unlabelled"
+    r = subprocess.run([sys.executable, "-m", "beepnet", "record", "--source", str(src),
+                        "--speed", "50", "--out", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    files = sorted(out.glob("*.wav"))
+    assert f"recorded {len(files)} chunk(s) into {out}" in r.stdout
+    assert len(files) == 7  # a washer is never quiet: every window of 12 s is kept
+    starts = [int(f.stem.split("_")[1]) for f in files]
+    assert starts == list(range(0, 7 * 24000, 24000))

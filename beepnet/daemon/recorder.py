@@ -45,15 +45,17 @@ class Recorder:
         self.rate = audio.sample_rate
         self.gate = Gate(audio.gate_dbfs, audio.gate_frame_ms, self.rate)
         self.written = self.skipped = self.write_errors = 0
+        self.delivered = False
+        """Whether the last run() got any audio (a source that worked, then failed)."""
         self._last_write_error: str | None = None
 
     def run(self, source: Source, time_scale: float = 1.0) -> bool:
         """Record until the source ends (True), fails (raises SourceError) or we are stopped.
 
         ``time_scale`` maps stream seconds to wall seconds (1/speed for a fast replay), so chunk
-        times stay meaningful.
+        times stay meaningful. The chunk directory must exist.
         """
-        self.chunk_dir.mkdir(parents=True, exist_ok=True)
+        self.delivered = False
         source.open()
         try:
             return self._loop(source, time_scale)
@@ -71,6 +73,7 @@ class Recorder:
             if t0 is None:
                 # Wall time of stream sample 0: the first block was just completed.
                 t0 = time.time() - len(block) / source.rate * time_scale
+                self.delivered = True
                 self.emit(Started(source.description, source.rate))
             out, windows = stream.push(block)
             if len(out):
@@ -139,6 +142,8 @@ def recorder_main(audio: AudioConfig, source: str, speed: float, chunk_dir: str,
             out.put(SourceFailed(str(e)))
             if not is_mic:
                 return
+            if rec.delivered:
+                backoff = 1.0  # it worked until now: try again soon
             # A microphone may come back (USB replug, PulseAudio restart): retry, backing off.
             log.debug("reopening the input in %.0f s", backoff)
             stop.wait(backoff)
