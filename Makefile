@@ -14,7 +14,8 @@ TORCH_SPEC ?= torch==2.13.*
 TORCH_INDEX ?=
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-# Debian packages: PyAudio compiles against portaudio19-dev; the tests record
+# Debian packages: PyAudio compiles against portaudio19-dev (with gcc and the Python
+# headers, added by system-deps when missing, as is python3-venv); the tests record
 # from a PulseAudio null sink through ALSA's pulse plugin and check the unit
 # with systemd-analyze.
 RUN_DEBS  := portaudio19-dev
@@ -36,8 +37,12 @@ install: $(VENV)/.installed
 
 system-deps:
 	@missing=$$(for p in $(RUN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	$(PYTHON) -c "import ensurepip" 2>/dev/null || missing="$$missing python3-venv"; \
+	$(PYTHON) -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))" \
+		2>/dev/null || missing="$$missing python3-dev"; \
+	command -v gcc >/dev/null || missing="$$missing gcc"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages: $$missing"; \
+		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
@@ -48,7 +53,7 @@ test-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/bin/python:
+$(VENV)/bin/python: | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
