@@ -122,16 +122,19 @@ def cmd_devices(cfg: Config, args) -> int:
 
 def cmd_run(cfg: Config, args) -> int:
     from .daemon.supervisor import Supervisor
-    from .notify.console import ConsoleNotifier
 
     if args.source != "mic" and not Path(args.source).exists():
         print(f"beepnet: {args.source}: no such file", file=sys.stderr)
         return 1
     log.info("beepnet %s: %s", __version__, config.summary(cfg))
-    notifier = ConsoleNotifier(cfg.storage.alert_dir)
-    sup = Supervisor(cfg, notifier, source=args.source, speed=args.speed)
     try:
-        status = sup.run()
+        notifier = make_notifier(cfg)
+        notifier.start()
+        sup = Supervisor(cfg, notifier, source=args.source, speed=args.speed)
+        try:
+            status = sup.run()
+        finally:
+            notifier.close(timeout=10.0)
     except OSError as e:
         print(f"beepnet: cannot use {e.filename or cfg.storage.path}: {e.strerror or e} "
               "(check storage.dir / storage.runtime_dir)", file=sys.stderr)
@@ -141,11 +144,25 @@ def cmd_run(cfg: Config, args) -> int:
     return status
 
 
+def make_notifier(cfg: Config):
+    from .notify.notifier import Notifier
+
+    n = cfg.notify
+    return Notifier(cfg.storage.alert_dir, cfg.storage.outbox_dir,
+                    cooldown_minutes=n.cooldown_minutes,
+                    telegram=cfg.telegram if cfg.telegram.enabled else None,
+                    outbox_max_age_hours=n.outbox_max_age_hours, outbox_max_mb=n.outbox_max_mb,
+                    retry_initial_seconds=n.retry_initial_seconds,
+                    retry_max_seconds=n.retry_max_seconds)
+
+
 def _print_replay_summary(source: str, sup, notifier) -> None:
     s = sup.stats
     alerts = notifier.alerts
     print(f"{source}: {s.samples / 16000:.1f} s of audio, {s.chunks_scored} chunk(s) "
-          f"classified, {len(alerts)} beep alert(s)")
+          f"classified, {len(alerts)} beep alert(s)"
+          + (f" ({notifier.suppressed} more beep(s) within the cooldown)"
+             if notifier.suppressed else ""))
     for a in alerts:
         print(f"  ALERT beep at {a['offset']:.1f} s into the recording, score {a['score']:.2f}, "
               f"clip {a['clip']}")

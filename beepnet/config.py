@@ -97,14 +97,23 @@ class TelegramConfig:
 class NotifyConfig:
     cooldown_minutes: float = _opt(2.0, "at most one beep alert per this many minutes",
                                    lo=0.0, hi=24 * 60.0)
+    retry_initial_seconds: float = _opt(1.0, "first wait before re-sending after a network "
+                                        "error (doubles each time, with jitter)", lo=0.01,
+                                        hi=600.0)
+    retry_max_seconds: float = _opt(300.0, "longest wait between re-sends", lo=0.1,
+                                    hi=3600.0)
+    outbox_max_age_hours: float = _opt(48.0, "undelivered messages older than this are "
+                                       "dropped (and the drop reported)", lo=0.01, hi=24 * 365.0)
+    outbox_max_mb: float = _opt(50.0, "the outbox keeps at most this much; oldest dropped "
+                                "first", lo=0.1, hi=100000.0)
 
 
 @dataclass(frozen=True)
 class WatchConfig:
     timeout_minutes: float = _opt(150.0, "say so when a watch stays open this long without "
-                                  "a beep", lo=1.0, hi=7 * 24 * 60.0)
+                                  "a beep", lo=0.1, hi=7 * 24 * 60.0)
     idle_minutes: float = _opt(10.0, "quiet this long, then sound, opens a new watch",
-                               lo=0.5, hi=24 * 60.0)
+                               lo=0.05, hi=24 * 60.0)
 
 
 def _default_storage_dir() -> str:
@@ -143,6 +152,10 @@ class StorageConfig:
     @property
     def alert_dir(self) -> Path:
         return self.path / "alerts"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.path / "outbox"
 
 
 @dataclass(frozen=True)

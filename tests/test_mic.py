@@ -113,7 +113,8 @@ def test_sixty_seconds_of_capture_lose_no_sample(vmic, tmp_path):
 
 def test_live_run_alerts_on_every_beep_including_across_chunk_edges(vmic, tmp_path):
     storage = tmp_path / "state"
-    p, reader = beepnet(["run", "--set", f"storage.dir={storage}"], vmic.env)
+    p, reader = beepnet(["run", "--set", f"storage.dir={storage}",
+                         "--set", "notify.cooldown_minutes=0"], vmic.env)
     assert reader.wait_for("[start] listening", 30), reader.text
     alerts = storage / "alerts"
 

@@ -37,7 +37,8 @@ def cycle(tmp_path_factory) -> Path:
 
 
 def test_replay_alerts_once_per_beep_with_a_clip(tmp_path, cycle):
-    p = start(["--source", str(cycle), "--speed", "15"], tmp_path)
+    p = start(["--source", str(cycle), "--speed", "15", "--set", "notify.cooldown_minutes=0"],
+              tmp_path)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert "Traceback" not in err
@@ -57,6 +58,16 @@ def test_replay_alerts_once_per_beep_with_a_clip(tmp_path, cycle):
     # Every live chunk was deleted once classified.
     assert list((tmp_path / "chunks").iterdir()) == []
     assert "[start] listening" in err
+
+
+def test_cooldown_keeps_one_alert_per_cycle(tmp_path, cycle):
+    # Beeps 10 s apart, cooldown 0.25 min (15 s, on the recording's clock even at --speed 15).
+    p = start(["--source", str(cycle), "--speed", "15", "--set", "notify.cooldown_minutes=0.25"],
+              tmp_path)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "2 beep alert(s) (1 more beep(s) within the cooldown)" in out, out + err
+    assert len(list((tmp_path / "alerts").glob("*.json"))) == 2
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -85,7 +96,8 @@ def test_children_die_with_a_killed_supervisor(tmp_path, cycle):
 
 
 def test_killed_classifier_is_restarted_and_nothing_is_lost(tmp_path, cycle):
-    p = start(["--source", str(cycle), "--speed", "3"], tmp_path)
+    p = start(["--source", str(cycle), "--speed", "3", "--set", "notify.cooldown_minutes=0"],
+              tmp_path)
     kids = beepnet_children(p.pid)
     time.sleep(1.0)
     os.kill(kids["beepnet-clf"], signal.SIGKILL)

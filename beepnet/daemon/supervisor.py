@@ -23,6 +23,7 @@ from ..audio.files import remove_quietly
 from ..config import Config
 from ..messages import (Chunk, Detection, DetectorReady, Heartbeat, Scored, SourceEnded,
                         SourceFailed, Started)
+from ..notify.watch import Watch
 from .classifier import EXIT_DETECTOR, classifier_main
 from .recorder import recorder_main
 
@@ -99,6 +100,8 @@ class Supervisor:
         self._mic_lost = False
         self._last_drop_log = 0.0
         self.last_heartbeat: float | None = None
+        self.watch = Watch(cfg.watch.timeout_minutes * 60, cfg.watch.idle_minutes * 60,
+                           cfg.audio.gate_dbfs)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -171,6 +174,9 @@ class Supervisor:
         self._drain_results()
         self._feed()
         self._check_children()
+        text = self.watch.check(time.time())
+        if text:
+            self.notifier.message("timeout", text)
 
     def _drain_recorder(self, timeout: float) -> None:
         try:
@@ -190,6 +196,7 @@ class Supervisor:
             self._bound_backlog()
         elif isinstance(msg, Heartbeat):
             self.last_heartbeat = time.monotonic()
+            self.watch.heard(time.time(), msg.level_dbfs)
             self.stats.samples = msg.samples
             if msg.overflows > self.stats.overflows:
                 log.warning("the input device lost audio %d time(s) (overflow)",
@@ -201,6 +208,8 @@ class Supervisor:
             if self._mic_lost:
                 self._mic_lost = False
                 self.notifier.message("mic", f"microphone back: {msg.device}")
+            if self._started is None:
+                self.watch.open(time.time())
             self._started = msg
             self._announce()
         elif isinstance(msg, SourceFailed):
@@ -263,7 +272,8 @@ class Supervisor:
                 self._on_scored(msg)
             elif isinstance(msg, Detection):
                 self.stats.detections += 1
-                self.notifier.alert(msg)
+                self.notifier.alert(msg, self.watch.running_for(msg.time))
+                self.watch.beeped()
             elif isinstance(msg, DetectorReady):
                 self._detector = msg
                 self._announce()

@@ -1,0 +1,113 @@
+"""Sending one outbox item to Telegram, and telling apart the failures worth retrying.
+
+python-telegram-bot (22.x) raises:
+- ``NetworkError`` for connection problems and 5xx replies, ``TimedOut`` (a NetworkError) for
+  timeouts: transient, retried with exponential backoff and jitter;
+- ``RetryAfter`` for 429: retried after exactly the time the server asks for;
+- ``BadRequest`` (also a NetworkError subclass, so test it first), ``Forbidden`` and
+  ``InvalidToken``: retrying cannot help, so they are reported instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from telegram import Bot
+from telegram.error import (BadRequest, ChatMigrated, EndPointNotFound, Forbidden,
+                            InvalidToken, NetworkError, RetryAfter, TelegramError)
+from telegram.request import HTTPXRequest
+from tenacity.wait import wait_base, wait_exponential_jitter
+
+from ..logs import redact
+from .outbox import Item
+
+LATE_AFTER_SECONDS = 60.0
+"""An item sent this long after it was queued says how late it is."""
+CAPTION_LIMIT = 1024
+TEXT_LIMIT = 4096
+
+
+def make_bot(token: str, api_url: str, timeout: float = 30.0) -> Bot:
+    """A Bot for ``{api_url}/bot{token}/{method}``. Not initialised: that would call getMe and
+    fail while the network is down, and its InvalidToken message quotes the token."""
+    api_url = api_url.rstrip("/")
+    request = HTTPXRequest(connect_timeout=10.0, read_timeout=timeout, write_timeout=timeout,
+                           media_write_timeout=2 * timeout, connection_pool_size=2)
+    return Bot(token, base_url=f"{api_url}/bot", base_file_url=f"{api_url}/file/bot",
+               request=request, get_updates_request=HTTPXRequest(read_timeout=timeout))
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    value = exc.retry_after
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, RetryAfter):
+        return True
+    return isinstance(exc, NetworkError) and not isinstance(exc, BadRequest)
+
+
+class wait_for_telegram(wait_base):
+    """Exponential backoff with jitter, except that a 429 waits exactly ``retry_after``."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+
+    def __call__(self, retry_state) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, RetryAfter):
+            return retry_after_seconds(exc)
+        return self.backoff(retry_state)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why Telegram will not take a message, and whether it is the item or the set-up."""
+
+    reason: str
+    setup: bool
+    """True: token, chat or server is wrong; nothing can be sent until that is fixed."""
+
+
+def explain(exc: TelegramError, chat_id: str, api_url: str, token: str) -> Refusal:
+    """Turn a non-transient error into one line a user can act on (never with the token)."""
+    detail = redact(str(exc), (token,))
+    if isinstance(exc, InvalidToken):
+        return Refusal("Telegram rejected the bot token: check telegram.token / "
+                       "BEEPNET_TELEGRAM_TOKEN (from @BotFather)", True)
+    if isinstance(exc, Forbidden):
+        return Refusal(f"the bot may not write to chat {chat_id} ({detail}): open the chat "
+                       "with the bot and press Start, or add it to the group again", True)
+    if isinstance(exc, BadRequest) and "chat not found" in detail.lower():
+        return Refusal(f"chat {chat_id} not found: check telegram.chat_id and that you have "
+                       "sent the bot a message", True)
+    if isinstance(exc, ChatMigrated):
+        return Refusal(f"the group became a supergroup: set telegram.chat_id = "
+                       f"{exc.new_chat_id}", True)
+    if isinstance(exc, EndPointNotFound):
+        return Refusal(f"{api_url} is not a Bot API server (404): check telegram.api_url", True)
+    return Refusal(f"Telegram refused the message: {detail}", False)
+
+
+def late_note(item: Item, now: float) -> str:
+    late = now - item.created
+    if late < LATE_AFTER_SECONDS:
+        return ""
+    minutes = int(late // 60)
+    span = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    return f"(delayed {span}: could not be sent earlier) "
+
+
+async def deliver(bot: Bot, chat_id: str, item: Item, audio: Path | None, now: float) -> None:
+    """One attempt at sending ``item``; raises TelegramError on failure."""
+    text = late_note(item, now) + item.text
+    if audio is not None:
+        # A Path, not an open file: a retried upload from a file handle would send 0 bytes.
+        await bot.send_audio(chat_id, audio=audio, caption=text[:CAPTION_LIMIT],
+                             title=item.title or "beep", performer="beepnet",
+                             filename=audio.name)
+    else:
+        await bot.send_message(chat_id, text[:TEXT_LIMIT])
