@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("devices", help="list the input devices PyAudio sees")
     _common(p)
+
+    p = sub.add_parser("notify-test", help="send a test message and clip to the Telegram chat")
+    _common(p)
     return parser
 
 
@@ -243,7 +246,31 @@ def cmd_record(cfg: Config, args) -> int:
     return status
 
 
-COMMANDS = {"run": cmd_run, "detect": cmd_detect, "record": cmd_record, "config": cmd_config,
+def cmd_notify_test(cfg: Config, args) -> int:
+    import asyncio
+
+    import numpy as np
+
+    from . import synth
+    from .notify.mp3 import encode_mp3
+    from .notify.telegram import self_test
+
+    t = cfg.telegram
+    if not t.enabled:
+        missing = [n for n, v in (("telegram.token (or BEEPNET_TELEGRAM_TOKEN)", t.token),
+                                  ("telegram.chat_id (or BEEPNET_TELEGRAM_CHAT_ID)", t.chat_id))
+                   if not v]
+        print("beepnet: config error: Telegram is not configured: set " + " and ".join(missing),
+              file=sys.stderr)
+        return EX_CONFIG
+    beep = synth.beep(2900.0, 0.4)
+    audio = encode_mp3(np.concatenate([np.zeros(4000, np.float32), beep, np.zeros(2000, np.float32),
+                                       beep, np.zeros(4000, np.float32)]))
+    ok = asyncio.run(self_test(t.token, t.chat_id, t.api_url, audio))
+    return 0 if ok else 1
+
+
+COMMANDS = {"run": cmd_run, "notify-test": cmd_notify_test, "detect": cmd_detect, "record": cmd_record, "config": cmd_config,
             "devices": cmd_devices}
 
 if __name__ == "__main__":

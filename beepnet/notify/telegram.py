@@ -111,3 +111,36 @@ async def deliver(bot: Bot, chat_id: str, item: Item, audio: Path | None, now: f
                              filename=audio.name)
     else:
         await bot.send_message(chat_id, text[:TEXT_LIMIT])
+
+
+async def self_test(token: str, chat_id: str, api_url: str, audio: bytes,
+                    say=print) -> bool:
+    """`beepnet notify-test`: the token, then a message, then a clip; one line per step."""
+    import socket
+
+    bot = make_bot(token, api_url, timeout=15.0)
+    try:
+        try:
+            me = await bot.get_me()
+            say(f"ok   token accepted: the bot is @{me.username}")
+            await bot.send_message(chat_id, f"beepnet test message from {socket.gethostname()}: "
+                                   "alerts will arrive in this chat.")
+            say(f"ok   test message sent to chat {chat_id}")
+            await bot.send_audio(chat_id, audio=audio, filename="beepnet-test.mp3",
+                                 title="beepnet test beep", performer="beepnet",
+                                 caption="A generated test beep, as alerts carry what was heard.")
+            say("ok   test clip (mp3) sent")
+            return True
+        except (BadRequest, Forbidden, InvalidToken, ChatMigrated, EndPointNotFound) as e:
+            say("FAIL " + explain(e, chat_id, api_url, token).reason)
+        except NetworkError as e:
+            say(f"FAIL cannot reach the Bot API at {api_url}: {redact(str(e), (token,))} "
+                "(network unreachable, DNS, proxy or firewall?)")
+        except TelegramError as e:
+            say(f"FAIL Telegram error: {redact(str(e), (token,))}")
+        return False
+    finally:
+        try:
+            await bot.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
