@@ -554,18 +554,18 @@ def test_one_bot_across_event_loops(tg):
     used in the next fails with a NetworkError that is not a network problem at all."""
     bot = make_bot(tg)
 
-    async def scoped():
+    async def scoped(bot):
         async with bot:
             return (await bot.send_message(CHAT, "x")).message_id
 
-    assert asyncio.run(scoped()) == 1
-    assert asyncio.run(scoped()) == 2
+    assert asyncio.run(scoped(bot)) == 1
+    assert asyncio.run(scoped(bot)) == 2
 
-    async def initialise():
+    async def initialise(bot):
         await bot.initialize()
         await bot.send_message(CHAT, "opens a pooled connection in this loop")
 
-    asyncio.run(initialise())
+    asyncio.run(initialise(bot))
     with pytest.raises(NetworkError, match="Event loop is closed"):
         asyncio.run(bot.send_message(CHAT, "next loop"))
     # Worse: the request went out over the dead loop's pooled connection and was delivered;

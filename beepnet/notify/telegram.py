@@ -11,17 +11,22 @@ python-telegram-bot (22.x) raises:
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from telegram import Bot
-from telegram.error import (BadRequest, ChatMigrated, EndPointNotFound, Forbidden,
-                            InvalidToken, NetworkError, RetryAfter, TelegramError)
-from telegram.request import HTTPXRequest
-from tenacity.wait import wait_base, wait_exponential_jitter
+# PTB 22 warns (PTBDeprecationWarning, on stderr) at every read of RetryAfter.retry_after as
+# an int; opting in to the coming timedelta type avoids that. Set before telegram is imported.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 
-from ..logs import redact
-from .outbox import Item
+from telegram import Bot  # noqa: E402
+from telegram.error import (BadRequest, ChatMigrated, EndPointNotFound,  # noqa: E402
+                            Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError)
+from telegram.request import HTTPXRequest  # noqa: E402
+from tenacity.wait import wait_base, wait_exponential_jitter  # noqa: E402
+
+from ..logs import redact  # noqa: E402
+from .outbox import Item  # noqa: E402
 
 LATE_AFTER_SECONDS = 60.0
 """An item sent this long after it was queued says how late it is."""
