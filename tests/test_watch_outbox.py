@@ -1,0 +1,83 @@
+"""The watch's timing rules and the outbox's durability and bounds, on their own."""
+
+from __future__ import annotations
+
+import json
+
+from beepnet.notify.outbox import Outbox
+from beepnet.notify.watch import Watch
+
+LOUD, QUIET = -20.0, -80.0
+
+
+def feed(w: Watch, start: float, seconds: int, level: float) -> list[str]:
+    said = []
+    for t in range(seconds):
+        w.heard(start + t, level)
+        text = w.check(start + t)
+        if text:
+            said.append(text)
+    return said
+
+
+def test_timeout_once_per_cycle_and_never_on_an_idle_machine():
+    w = Watch(timeout_s=600, idle_s=120, gate_dbfs=-50)
+    w.open(0.0)
+    said = feed(w, 0, 900, LOUD)                  # 15 min of machine noise, no beep
+    assert len(said) == 1 and said[0].startswith("No beep yet: listening for 10 min")
+    assert "Sound for 10 min" in said[0] and "loudest -20 dBFS" in said[0]
+    assert feed(w, 900, 3600, QUIET) == []        # an hour of quiet: nothing more
+    # The next cycle starts: a new watch, which times out once more.
+    said = feed(w, 4500, 700, LOUD)
+    assert len(said) == 1
+
+
+def test_a_beep_closes_the_watch_and_short_pauses_do_not_reopen_it():
+    w = Watch(timeout_s=600, idle_s=120, gate_dbfs=-50)
+    w.open(0.0)
+    feed(w, 0, 300, LOUD)
+    assert w.running_for(300.0) == 300.0
+    w.beeped()
+    assert w.running_for(301.0) is None
+    feed(w, 300, 60, QUIET)                        # a one-minute pause is not a new cycle
+    assert feed(w, 360, 900, LOUD) == []
+
+
+def test_outbox_items_are_whole_and_ordered(tmp_path):
+    box = Outbox(tmp_path)
+    a = box.put("start", "listening", created=100.0)
+    b = box.put("beep", "Beep at 10:00", audio=b"\xff\xf3" + b"x" * 5000, title="Beep",
+                created=200.0)
+    assert [i.id for i in box.pending()] == [a.id, b.id]
+    assert box.audio_path(b).read_bytes()[:2] == b"\xff\xf3"
+    # A crash between the MP3 and the JSON leaves an MP3 alone: cleaned on the next start.
+    (tmp_path / "orphan.mp3").write_bytes(b"x")
+    (tmp_path / ".abc.tmp").write_bytes(b"x")
+    box = Outbox(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{a.id}.json", f"{b.id}.json", b.audio])
+    box.note_attempt(b)
+    assert json.loads((tmp_path / f"{b.id}.json").read_text())["attempts"] == 1
+    box.remove(a)
+    assert [i.id for i in box.pending()] == [b.id]
+
+
+def test_outbox_expires_by_age_then_by_size(tmp_path):
+    box = Outbox(tmp_path, max_age_hours=1.0, max_mb=0.01)  # ~10 kB
+    old = box.put("beep", "old", audio=b"x" * 100, created=0.0)
+    mid = box.put("beep", "mid", audio=b"x" * 6000, created=7000.0)
+    new = box.put("beep", "new", audio=b"x" * 6000, created=7100.0)
+    expired = box.expire(now=7200.0)
+    assert [i.id for i in expired] == [old.id, mid.id]  # too old; then too big, oldest first
+    assert [i.id for i in box.pending()] == [new.id]
+    assert not (tmp_path / old.audio).exists() and not (tmp_path / mid.audio).exists()
+
+
+def test_refused_items_are_set_aside_not_deleted(tmp_path):
+    box = Outbox(tmp_path)
+    item = box.put("beep", "x", audio=b"y" * 10)
+    box.set_aside(item, "Telegram refused the message: Wrong file")
+    assert box.pending() == []
+    kept = json.loads((tmp_path / "rejected" / f"{item.id}.json").read_text())
+    assert kept["extra"]["rejected"].endswith("Wrong file")
+    assert (tmp_path / "rejected" / item.audio).exists()
