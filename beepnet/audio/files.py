@@ -7,19 +7,17 @@ checks the cases users actually hit and raises :class:`AudioFileError` with one 
 
 from __future__ import annotations
 
-import logging
+import io
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import soundfile as sf
 
+from ..fsutil import write_atomic
 from .resample import Resampler
-
-log = logging.getLogger(__name__)
 
 
 class AudioFileError(Exception):
@@ -133,25 +131,6 @@ def read_audio(path: str | os.PathLike, rate: int = 16000) -> np.ndarray:
 
 def write_wav_atomic(path: Path, audio: np.ndarray, rate: int = 16000) -> None:
     """Write 16-bit PCM WAV so readers never see a half-written file (temp file + rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def remove_quietly(path: str | os.PathLike) -> None:
-    """Delete a chunk file; one already gone is fine, any other failure is logged."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log.warning("cannot delete %s: %s", path, e.strerror or e)
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
+    write_atomic(path, buf.getvalue())

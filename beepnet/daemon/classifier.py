@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.files import AudioFileError, read_audio, remove_quietly, write_wav_atomic
+from ..audio.files import AudioFileError, read_audio, write_wav_atomic
+from ..fsutil import remove_quietly
 from ..config import DetectorConfig
 from ..detectors import load_detector
 from ..events import EventTracker

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..audio.files import remove_quietly
+from ..fsutil import remove_quietly
 from ..config import Config
 from ..messages import (Chunk, Detection, DetectorReady, Heartbeat, Scored, SourceEnded,
                         SourceFailed, Started)

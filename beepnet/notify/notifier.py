@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+from ..fsutil import write_atomic
 from ..messages import Detection
 from .mp3 import clip_to_mp3
 from .outbox import Item, Outbox
@@ -129,10 +128,7 @@ class Notifier:
     def _write_record(self, path: Path, record: dict) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f, indent=1)
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps(record, indent=1).encode())
         except OSError as e:
             log.error("cannot write alert record %s: %s", path, e.strerror or e)
 

@@ -13,10 +13,11 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ..fsutil import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +37,6 @@ class Item:
     title: str = ""
     attempts: int = 0
     extra: dict = field(default_factory=dict)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # an alert must survive a power cut, not just a crash
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class Outbox:
@@ -79,12 +64,13 @@ class Outbox:
         item = Item(item_id, kind, text, created, title=title, extra=extra)
         if audio is not None:
             item.audio = f"{item_id}.mp3"
-            _write_atomic(self.dir / item.audio, audio)
+            write_atomic(self.dir / item.audio, audio, durable=True)
         self._save(item)
         return item
 
     def _save(self, item: Item) -> None:
-        _write_atomic(self.dir / f"{item.id}.json", json.dumps(asdict(item)).encode())
+        write_atomic(self.dir / f"{item.id}.json", json.dumps(asdict(item)).encode(),
+                     durable=True)
 
     def note_attempt(self, item: Item) -> None:
         item.attempts += 1
