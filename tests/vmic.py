@@ -352,16 +352,7 @@ class VirtualMic:
         # to a file: a pipe nobody reads could fill up and block it.
         with open(self.root / "keeper.log", "ab") as errf:
             self._keeper = subprocess.Popen(
-                [
-                    "parec",
-                    f"--device={SOURCE}",
-                    f"--rate={self.rate}",
-                    f"--channels={self.channels}",
-                    "--format=s16le",
-                    "--raw",
-                    f"--latency-msec={_KEEPER_LATENCY_MS}",
-                    "--client-name=vmic-keeper",
-                ],
+                self._parec("vmic-keeper"),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=errf,
@@ -392,19 +383,16 @@ class VirtualMic:
         self._pactl("suspend-sink", SINK, "1")
         self._pactl("suspend-sink", SINK, "0")
 
+    def _parec(self, client_name: str) -> list[str]:
+        """A raw reader of the monitor at the sink's own format (no resampling)."""
+        return ["parec", f"--device={SOURCE}", f"--rate={self.rate}",
+                f"--channels={self.channels}", "--format=s16le", "--raw",
+                f"--latency-msec={_KEEPER_LATENCY_MS}", f"--client-name={client_name}"]
+
     def _wait_for_data(self) -> None:
         """Return once a fresh recorder receives samples from the monitor (end-to-end check)."""
         probe = subprocess.Popen(
-            [
-                "parec",
-                f"--device={SOURCE}",
-                f"--rate={self.rate}",
-                f"--channels={self.channels}",
-                "--format=s16le",
-                "--raw",
-                f"--latency-msec={_KEEPER_LATENCY_MS}",
-                "--client-name=vmic-probe",
-            ],
+            self._parec("vmic-probe"),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
