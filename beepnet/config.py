@@ -137,6 +137,10 @@ class StorageConfig:
                             "$RUNTIME_DIRECTORY if set, else <dir>/chunks)")
     max_backlog_chunks: int = _opt(40, "chunks waiting for the classifier before the oldest "
                                    "are dropped", lo=1, hi=100000)
+    keep_days: float = _opt(90.0, "alert clips and records older than this are deleted",
+                            lo=0.01, hi=36500.0)
+    keep_mb: float = _opt(500.0, "alert clips and records beyond this total are deleted, "
+                          "oldest first", lo=1.0, hi=1e7)
 
     @property
     def path(self) -> Path:

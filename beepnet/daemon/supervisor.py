@@ -26,6 +26,8 @@ from ..messages import (Chunk, Detection, DetectorReady, Heartbeat, Scored, Sour
 from ..notify.watch import Watch
 from .classifier import EXIT_DETECTOR, classifier_main
 from .recorder import recorder_main
+from .retention import prune
+from .sdnotify import SystemdNotifier
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,11 @@ IN_FLIGHT = 2
 """Chunks handed to the classifier at once: enough to keep it busy, few to resend on a crash."""
 STOP_GRACE = 5.0
 """Seconds a stopping daemon gives the classifier to finish what is queued."""
+AUDIO_STALL_SECONDS = 10.0
+"""No heartbeat from a recorder that is not reopening a lost microphone: stalled."""
+PRUNE_EVERY_SECONDS = 3600.0
+CLASSIFIER_STALL_SECONDS = 30.0
+"""A chunk handed to the classifier and not scored in this time: the classifier is stuck."""
 _CHUNK_NAME = re.compile(r"^(\d{8}-\d{6})_(\d{10})\.wav$")
 
 
@@ -102,7 +109,11 @@ class Supervisor:
         self.last_heartbeat: float | None = None
         self.watch = Watch(cfg.watch.timeout_minutes * 60, cfg.watch.idle_minutes * 60,
                            cfg.audio.gate_dbfs)
-
+        self.systemd = SystemdNotifier()
+        self._handed_at: dict[str, float] = {}  # chunk path -> when the classifier got it
+        self._write_errors = self._chunks_written = 0
+        self._next_prune = 0.0
+        self._disk_trouble = False
     # -- lifecycle -----------------------------------------------------------------------
 
     def run(self) -> int:
@@ -166,6 +177,7 @@ class Supervisor:
         # Whatever the dead one had taken is still on disk: send it again, oldest first.
         self.pending.extendleft(reversed(self.in_flight))
         self.in_flight.clear()
+        self._handed_at.clear()
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -177,6 +189,27 @@ class Supervisor:
         text = self.watch.check(time.time())
         if text:
             self.notifier.message("timeout", text)
+        self.systemd.watchdog(self.healthy())
+        if time.monotonic() >= self._next_prune:
+            self.prune()
+
+    def prune(self) -> None:
+        """Keep the alert clips within storage.keep_days and storage.keep_mb."""
+        self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+        try:
+            prune(self.alert_dir, self.cfg.storage.keep_days, self.cfg.storage.keep_mb)
+        except OSError as e:
+            log.warning("cannot prune %s: %s", self.alert_dir, e.strerror or e)
+
+    def healthy(self) -> bool:
+        """Audio is flowing (or a lost microphone is being reopened) and the classifier keeps
+        up. Only then does systemd's watchdog get its ping."""
+        now = time.monotonic()
+        recorder_ok = self.recorder.alive() and (
+            self._mic_lost or (self.last_heartbeat is not None
+                               and now - self.last_heartbeat < AUDIO_STALL_SECONDS))
+        oldest = min(self._handed_at.values(), default=now)
+        return recorder_ok and now - oldest < CLASSIFIER_STALL_SECONDS
 
     def _drain_recorder(self, timeout: float) -> None:
         try:
@@ -198,6 +231,7 @@ class Supervisor:
             self.last_heartbeat = time.monotonic()
             self.watch.heard(time.time(), msg.level_dbfs)
             self.stats.samples = msg.samples
+            self._check_disk(msg)
             if msg.overflows > self.stats.overflows:
                 log.warning("the input device lost audio %d time(s) (overflow)",
                             msg.overflows - self.stats.overflows)
@@ -210,6 +244,7 @@ class Supervisor:
                 self.notifier.message("mic", f"microphone back: {msg.device}")
             if self._started is None:
                 self.watch.open(time.time())
+                self.systemd.ready(f"listening on {msg.device}")
             self._started = msg
             self._announce()
         elif isinstance(msg, SourceFailed):
@@ -217,6 +252,18 @@ class Supervisor:
         elif isinstance(msg, SourceEnded):
             log.info("replay finished after %.1f s of audio", msg.samples / 16000)
             self._source_done = True
+
+    def _check_disk(self, beat: Heartbeat) -> None:
+        """Say once that chunks cannot be written (disk full), and once that they can again."""
+        if beat.write_errors > self._write_errors and not self._disk_trouble:
+            self._disk_trouble = True
+            self.notifier.message("disk", f"cannot write audio chunks under {self.chunk_dir} "
+                                  "(disk full?); still listening, but beeps are missed until "
+                                  "there is space")
+        elif beat.chunks_written > self._chunks_written and self._disk_trouble:
+            self._disk_trouble = False
+            self.notifier.message("disk", "writing audio chunks works again")
+        self._write_errors, self._chunks_written = beat.write_errors, beat.chunks_written
 
     def _on_source_failed(self, msg: SourceFailed) -> None:
         if self.source != "mic":
@@ -260,6 +307,7 @@ class Supervisor:
         while self.pending and len(self.in_flight) < IN_FLIGHT:
             chunk = self.pending.popleft()
             self.in_flight.append(chunk)
+            self._handed_at[chunk.path] = time.monotonic()
             self.work_q.put(chunk)
 
     def _drain_results(self) -> None:
@@ -274,11 +322,13 @@ class Supervisor:
                 self.stats.detections += 1
                 self.notifier.alert(msg, self.watch.running_for(msg.time))
                 self.watch.beeped()
+                self._next_prune = 0.0  # a new clip: check the limits now
             elif isinstance(msg, DetectorReady):
                 self._detector = msg
                 self._announce()
 
     def _on_scored(self, msg: Scored) -> None:
+        self._handed_at.pop(msg.chunk.path, None)
         try:
             self.in_flight.remove(msg.chunk)
         except ValueError:
@@ -325,6 +375,7 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         """Recorder first, then let the classifier finish what is queued, then clean up."""
+        self.systemd.stopping()
         self.rec_stop.set()
         self._join(self.recorder, lambda: self._drain_recorder(0.05), 3.0)
         grace = STOP_GRACE if self._signal is not None else 60.0
