@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("notify-test", help="send a test message and clip to the Telegram chat")
     _common(p)
+
+    p = sub.add_parser("doctor", help="check microphone, detector, LAME, Telegram, disk, service")
+    _common(p)
+    p.add_argument("--no-mic", action="store_true", help="skip the microphone check")
     return parser
 
 
@@ -270,7 +274,14 @@ def cmd_notify_test(cfg: Config, args) -> int:
     return 0 if ok else 1
 
 
-COMMANDS = {"run": cmd_run, "notify-test": cmd_notify_test, "detect": cmd_detect, "record": cmd_record, "config": cmd_config,
+def cmd_doctor(cfg: Config, args) -> int:
+    from .doctor import run_checks
+
+    ok = run_checks(cfg, args.config or None, mic=not args.no_mic)
+    return 0 if ok else 1
+
+
+COMMANDS = {"run": cmd_run, "notify-test": cmd_notify_test, "doctor": cmd_doctor, "detect": cmd_detect, "record": cmd_record, "config": cmd_config,
             "devices": cmd_devices}
 
 if __name__ == "__main__":
