@@ -1,6 +1,7 @@
 # beepnet: the entry points used locally and in CI.
 #   make demo   install into .venv on first use, then replay the bundled recording
 #   make test   install what the tests need (PulseAudio virtual microphone, ...) and run them all
+#   make install-service / uninstall-service   the systemd service (systemd/README.md)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,11 +20,11 @@ SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # from a PulseAudio null sink through ALSA's pulse plugin and check the unit
 # with systemd-analyze.
 RUN_DEBS  := portaudio19-dev
-TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils lame
+TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils lame systemd
 
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/beepnet-demo
 
-.PHONY: demo test install venv system-deps test-deps clean
+.PHONY: demo test install venv system-deps test-deps clean install-service uninstall-service
 
 demo: $(VENV)/.installed
 	rm -rf "$(DEMO_DIR)"
@@ -65,6 +66,20 @@ $(VENV)/.installed: pyproject.toml | system-deps $(VENV)/bin/python
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed | test-deps
 	$(PIP) install -q -e ".[train,test]"
 	touch $@
+
+# The systemd service (see systemd/README.md): a venv of its own in /opt/beepnet/venv, the
+# config in /etc/beepnet, the unit in /etc/systemd/system. systemd/install.sh re-runs itself
+# through sudo when not root, and runs system-deps itself (for the interpreter it uses).
+# Its venv is made from Debian's /usr/bin/python3 unless PYTHON is given on the command
+# line or in the environment: the unit hides /home and /root, where pyenv's would live.
+SERVICE_ENV = TORCH_SPEC='$(TORCH_SPEC)' TORCH_INDEX='$(TORCH_INDEX)' \
+	$(if $(filter command line environment,$(origin PYTHON)),BEEPNET_PYTHON='$(PYTHON)')
+
+install-service:
+	$(SERVICE_ENV) bash systemd/install.sh install
+
+uninstall-service:
+	bash systemd/install.sh uninstall
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,7 +4,8 @@ Sources, later ones winning:
 
 1. built-in defaults (the dataclasses below),
 2. a TOML file (``--config PATH``, or ``$BEEPNET_CONFIG``; ``beepnet config --example``),
-3. the environment: ``BEEPNET_TELEGRAM_TOKEN`` and ``BEEPNET_TELEGRAM_CHAT_ID``,
+3. the environment: ``BEEPNET_TELEGRAM_TOKEN`` and ``BEEPNET_TELEGRAM_CHAT_ID``, and the
+   systemd credential ``telegram-token`` (``$CREDENTIALS_DIRECTORY/telegram-token``),
 4. ``--set section.key=value`` on the command line (repeatable).
 
 Any bad value or unknown key raises :class:`ConfigError`, whose message is one line naming
@@ -327,12 +328,28 @@ def load(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] 
     for var, (section, key) in ENV_OVERRIDES.items():
         if environ.get(var):
             _apply(raw, section, key, environ[var], from_text=True)
+    token = _credential(environ, "telegram-token")
+    if token:
+        _apply(raw, "telegram", "token", token, from_text=True)
     for assignment in overrides:
         section, key, value = parse_set(assignment)
         _apply(raw, section, key, value, from_text=True)
     cfg = Config(**{name: cls(**raw.get(name, {})) for name, cls in sections().items()})
     _cross_check(cfg)
     return cfg
+
+
+def _credential(environ: Mapping[str, str], name: str) -> str:
+    """A secret systemd passed with LoadCredential= (a file only this service can read)."""
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return ""
+    try:
+        return (Path(directory) / name).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as e:
+        raise ConfigError(f"credential {name} cannot be read: {e.strerror}") from None
 
 
 def _cross_check(cfg: Config) -> None:

@@ -48,6 +48,10 @@ class SystemdNotifier:
     def status(self, status: str) -> None:
         self.send(f"STATUS={status}")
 
+    def still_starting(self, status: str, seconds: float = 90.0) -> None:
+        """Not ready yet (no microphone), but not hung: push systemd's start timeout out."""
+        self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={status}")
+
     def stopping(self) -> None:
         self.send("STOPPING=1", "STATUS=stopping")
 

@@ -270,6 +270,10 @@ class Supervisor:
             log.error("%s", msg.reason)
             self.exit_status = 1
             return
+        if self._started is None:
+            # No microphone at boot: a service that is waiting, not hung. Without this,
+            # systemd's start timeout would restart it in a loop until the mic is plugged in.
+            self.systemd.still_starting(f"waiting for the microphone: {msg.reason}")
         if not self._mic_lost:
             self._mic_lost = True
             what = "microphone lost" if self._started else "cannot open the microphone"
