@@ -109,3 +109,35 @@ def test_a_full_disk_is_reported_once_and_its_end_once(tmp_path):
     beat(12, 4)
     assert [k for k, _ in n.messages] == ["disk", "disk"]
     assert "disk full" in n.messages[0][1] and "works again" in n.messages[1][1]
+
+
+def _mount_tmpfs(path, size: str) -> bool:
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True)
+    return r.returncode == 0
+
+
+def test_a_really_full_disk_keeps_the_daemon_listening(tmp_path):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    if not _mount_tmpfs(tiny, "64k"):   # needs root; test_recorder.py covers ENOSPC otherwise
+        import pytest
+
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        x = washer_with_beeps([(14.0, 0.6, 3000.0)], 18.0, seed=6)
+        src = convert(x, tmp_path / "w.wav")
+        p = subprocess.Popen([sys.executable, "-m", "beepnet", "run", "--source", str(src),
+                              "--set", f"storage.dir={tmp_path / 's'}",
+                              "--set", f"storage.runtime_dir={tiny}"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(7)   # a 3-s chunk (96 kB) cannot fit in 64 kB: every write fails
+        subprocess.run(["mount", "-o", "remount,size=4m", str(tiny)], check=True)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert err.count("[disk] cannot write audio chunks") == 1, err
+        assert err.count("[disk] writing audio chunks works again") == 1, err
+        assert "1 beep alert(s)" in out, out + err   # it kept listening and caught the beep
+        assert "Traceback" not in err
+    finally:
+        subprocess.run(["umount", "-l", str(tiny)], capture_output=True)
