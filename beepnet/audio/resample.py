@@ -94,12 +94,18 @@ class Resampler:
             n_out = 0
         else:
             n_out = (total_up - 1 - self._next) // self.down + 1
-        pos = self._next + np.arange(n_out, dtype=np.int64) * self.down
-        newest = pos // self.up            # index into x of the newest input sample used
-        phase = pos % self.up
-        # Window of `taps` samples ending at x[newest], i.e. buf[newest+1 : newest+1+taps].
-        idx = newest[:, None] + 1 + np.arange(self.taps)[None, :]
-        y = np.einsum("ij,ij->i", buf[idx], self._bank[phase])
+        # Row r of `win` is buf[r : r+taps]; the window ending at x[newest] is row newest+1.
+        win = np.lib.stride_tricks.sliding_window_view(buf, self.taps)
+        y = np.empty(n_out, dtype=np.float64)
+        # Outputs k and k+up share a filter phase and their windows are `down` samples apart,
+        # so each phase is one strided view times one filter: a BLAS product, no gather.
+        for g in range(min(self.up, n_out)):
+            pos = self._next + g * self.down
+            first = pos // self.up + 1
+            count = (n_out - g + self.up - 1) // self.up
+            step = self.down  # (k+up)*down/up - k*down/up input samples
+            rows = win[first: first + (count - 1) * step + 1: step]
+            y[g::self.up] = rows @ self._bank[pos % self.up]
         self._next = int(self._next + n_out * self.down - total_up)
         self._hist = buf[-self.taps:].copy()
         return y.astype(np.float32)
