@@ -117,3 +117,12 @@ def test_storage_follows_systemd_directories(monkeypatch):
     assert str(cfg.storage.alert_dir) == "/var/lib/beepnet/alerts"
     cfg = config.load(environ={}, overrides=["storage.runtime_dir=/dev/shm/bn"])
     assert str(cfg.storage.chunk_dir) == "/dev/shm/bn/chunks"
+
+
+def test_token_from_a_systemd_credential(tmp_path):
+    (tmp_path / "telegram-token").write_text(TOKEN + "\n")
+    cfg = config.load(environ={"CREDENTIALS_DIRECTORY": str(tmp_path),
+                               "BEEPNET_TELEGRAM_TOKEN": "1:" + "x" * 30})
+    assert cfg.telegram.token == TOKEN  # the credential wins over the environment
+    cfg = config.load(environ={"CREDENTIALS_DIRECTORY": str(tmp_path / "none")})
+    assert cfg.telegram.token == ""
