@@ -23,7 +23,8 @@ from . import child
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 1.0
+HEARTBEAT_SECONDS = 0.2
+"""Often enough for `beepnet monitor`'s level meter to move smoothly."""
 
 
 def make_source(audio: AudioConfig, source: str, speed: float) -> Source:

@@ -23,6 +23,7 @@ from ..fsutil import remove_quietly
 from ..config import Config
 from ..messages import (Chunk, Detection, DetectorReady, Heartbeat, Scored, SourceEnded,
                         SourceFailed, Started)
+from ..monitor.status import StatusPublisher, status_path
 from ..notify.watch import Watch
 from .classifier import EXIT_DETECTOR, classifier_main
 from .recorder import recorder_main
@@ -114,6 +115,8 @@ class Supervisor:
         self._write_errors = self._chunks_written = 0
         self._next_prune = 0.0
         self._disk_trouble = False
+        # Live state for `beepnet monitor` (a throttled JSON file in the runtime dir).
+        self.status = StatusPublisher(status_path(cfg), cfg, source)
     # -- lifecycle -----------------------------------------------------------------------
 
     def run(self) -> int:
@@ -192,6 +195,16 @@ class Supervisor:
         self.systemd.watchdog(self.healthy())
         if time.monotonic() >= self._next_prune:
             self.prune()
+        self.status.publish(self.status_stats())
+
+    def status_stats(self) -> dict:
+        """The counters `beepnet monitor` shows."""
+        s = self.stats
+        return {"pending": len(self.pending), "in_flight": len(self.in_flight),
+                "dropped": s.chunks_dropped, "scored": s.chunks_scored,
+                "failed": s.chunks_failed, "detections": s.detections,
+                "samples": s.samples, "overflows": s.overflows,
+                "mic_lost": self._mic_lost, "healthy": self.healthy()}
 
     def prune(self) -> None:
         """Keep the alert clips within storage.keep_days and storage.keep_mb."""
@@ -230,6 +243,7 @@ class Supervisor:
         elif isinstance(msg, Heartbeat):
             self.last_heartbeat = time.monotonic()
             self.watch.heard(time.time(), msg.level_dbfs)
+            self.status.on_heartbeat(msg.level_dbfs)
             self.stats.samples = msg.samples
             self._check_disk(msg)
             if msg.overflows > self.stats.overflows:
@@ -239,6 +253,7 @@ class Supervisor:
         elif isinstance(msg, Started):
             self.last_heartbeat = time.monotonic()
             log.info("capturing from %s", msg.device)
+            self.status.on_started(msg.device)
             if self._mic_lost:
                 self._mic_lost = False
                 self.notifier.message("mic", f"microphone back: {msg.device}")
@@ -324,11 +339,13 @@ class Supervisor:
                 self._on_scored(msg)
             elif isinstance(msg, Detection):
                 self.stats.detections += 1
-                self.notifier.alert(msg, self.watch.running_for(msg.time))
+                alerted = self.notifier.alert(msg, self.watch.running_for(msg.time))
+                self.status.on_detection(msg.time, msg.score, alerted, msg.clip_path)
                 self.watch.beeped()
                 self._next_prune = 0.0  # a new clip: check the limits now
             elif isinstance(msg, DetectorReady):
                 self._detector = msg
+                self.status.on_detector(msg.description, msg.threshold)
                 self._announce()
 
     def _on_scored(self, msg: Scored) -> None:
@@ -342,6 +359,7 @@ class Supervisor:
             log.debug("chunk %s not scored: %s", msg.chunk.path, msg.error)
         else:
             self.stats.chunks_scored += 1
+            self.status.on_scored(msg.score, msg.labels, msg.chunk.start_time)
             log.debug("%s score %.3f", os.path.basename(msg.chunk.path), msg.score)
 
     def _check_children(self) -> None:
@@ -402,6 +420,7 @@ class Supervisor:
         self._remove_stray_temp_files()
         if self._signal is not None:
             self.notifier.message("stop", "stopped listening")
+        self.status.publish(self.status_stats(), state="stopped", force=True)
 
     def _join(self, c: _Child, drain, timeout: float) -> None:
         if c.proc is None:
