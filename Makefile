@@ -17,14 +17,14 @@ SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 # Debian packages: PyAudio compiles against portaudio19-dev (with gcc and the Python
 # headers, added by system-deps when missing, as is python3-venv); the tests record
-# from a PulseAudio null sink through ALSA's pulse plugin and check the unit
-# with systemd-analyze.
+# from a PulseAudio null sink through ALSA's pulse plugin, check the unit
+# with systemd-analyze, and drive `beepnet monitor` in tmux.
 RUN_DEBS  := portaudio19-dev
-TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils lame systemd
+TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils lame systemd tmux
 
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/beepnet-demo
 
-.PHONY: demo test install venv system-deps test-deps clean install-service uninstall-service
+.PHONY: model demo test install venv system-deps test-deps clean install-service uninstall-service
 
 demo: $(VENV)/.installed
 	rm -rf "$(DEMO_DIR)"
@@ -32,9 +32,23 @@ demo: $(VENV)/.installed
 		--set storage.dir="$(DEMO_DIR)"
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=15
 
 install: $(VENV)/.installed
+
+# The shipped BeepNet model: a seeded generated set, training, then a held-out comparison
+# with the tone detector on a set made with another seed and preset (models/README.md).
+MODEL_BUILD ?= build/model
+model: $(VENV)/.installed-train
+	rm -rf "$(MODEL_BUILD)"
+	$(VENV)/bin/beepnet synth "$(MODEL_BUILD)/train" --n 3000 --seed 1
+	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --out models/beepnet-default.pt --epochs 30 --seed 0
+	$(PY) -m beepnet.model.heldout models/beepnet-default.pt --n 600 --seed 99 \
+		--data "$(MODEL_BUILD)/heldout" | tee "$(MODEL_BUILD)/heldout.md"
+
+$(VENV)/.installed-train: pyproject.toml $(VENV)/.installed
+	$(PIP) install -q -e ".[train]"
+	touch $@
 
 system-deps:
 	@missing=$$(for p in $(RUN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -3,8 +3,11 @@
     beepnet run      [--source mic|FILE] [--speed N]   listen and alert (the daemon)
     beepnet detect   [--json] FILE...                  find beeps in recordings
     beepnet record   [--minutes N] [--out DIR]         collect chunks for training
+    beepnet synth    OUT_DIR [--n N] [--seed S]        generate labelled training clips
+    beepnet train    DATA_DIR --out MODEL              train a BeepNet model
     beepnet config                                     print the effective config
     beepnet devices                                    list input devices
+    beepnet monitor  [--source mic|FILE] [--speed N]   live view of what the daemon hears
 
 Every subcommand takes --config PATH and --set section.key=value (repeatable). Exit status:
 0 fine, 1 a file or device could not be used, 2 bad usage, 78 bad configuration.
@@ -69,12 +72,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="list the input devices PyAudio sees")
     _common(p)
 
+    p = sub.add_parser("monitor", help="full-screen live view of what the daemon hears "
+                       "(runs the pipeline itself when no daemon is running)")
+    _common(p)
+    p.add_argument("--source", default="mic", metavar="mic|FILE",
+                   help="without a running daemon: 'mic' (default) or a recording to replay")
+    p.add_argument("--speed", type=float, default=1.0, metavar="N",
+                   help="replay a --source file N times faster than real time")
+
     p = sub.add_parser("notify-test", help="send a test message and clip to the Telegram chat")
     _common(p)
 
     p = sub.add_parser("doctor", help="check microphone, detector, LAME, Telegram, disk, service")
     _common(p)
     p.add_argument("--no-mic", action="store_true", help="skip the microphone check")
+
+    p = sub.add_parser("synth", help="generate labelled 3-s training clips (BeepNet)")
+    _common(p)
+    p.add_argument("out_dir", metavar="OUT_DIR", help="clips go to OUT_DIR/<label>/*.wav")
+    p.add_argument("--n", type=int, default=2000, metavar="N", help="number of clips")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--preset", default="train", choices=("train", "heldout"),
+                   help="class shares and SNR/reverb ranges (heldout: a harder mix)")
+
+    p = sub.add_parser("train", help="train a BeepNet model on DATA_DIR/<label>/*.wav")
+    _common(p)
+    p.add_argument("data_dir", metavar="DATA_DIR")
+    p.add_argument("--out", dest="model_out", required=True, metavar="MODEL",
+                   help="model file to write")
+    p.add_argument("--epochs", type=int, default=15, metavar="N")
+    p.add_argument("--seed", type=int, default=0, metavar="N")
     return parser
 
 
@@ -82,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = list(args.overrides)
     if getattr(args, "model", None):
-        overrides.append(f"detector.model={args.model}")
+        # A model file only makes sense for the learned detector: --model implies it.
+        overrides += ["detector.kind=beepnet", f"detector.model={args.model}"]
     if getattr(args, "out", None):
         overrides.append(f"record.dir={args.out}")
     if getattr(args, "speed", 1.0) <= 0:
@@ -105,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
 def _check_detector_args(cfg: Config) -> None:
     if cfg.detector.model and cfg.detector.kind == "tone":
         raise ConfigError("detector.model is set, but detector.kind = 'tone' uses no model")
+    # Caught here, not in the classifier process (which would only die and be restarted).
+    if cfg.detector.model and not Path(cfg.detector.model).expanduser().is_file():
+        raise ConfigError(f"detector.model = {cfg.detector.model}: no such file")
 
 
 def cmd_config(cfg: Config, args) -> int:
@@ -180,7 +211,11 @@ def cmd_detect(cfg: Config, args) -> int:
     from .detect import detect_file
     from .detectors import load_detector
 
-    detector = load_detector(cfg.detector)
+    try:
+        detector = load_detector(cfg.detector)
+    except ValueError as e:  # e.g. a missing or corrupt model file (ModelFileError)
+        print(f"beepnet: {e}", file=sys.stderr)
+        return 1
     status = 0
     for path in args.files:
         try:
@@ -274,6 +309,12 @@ def cmd_notify_test(cfg: Config, args) -> int:
     return 0 if ok else 1
 
 
+def cmd_monitor(cfg: Config, args) -> int:
+    from .monitor.app import cmd_monitor as monitor
+
+    return monitor(cfg, args)
+
+
 def cmd_doctor(cfg: Config, args) -> int:
     from .doctor import run_checks
 
@@ -281,8 +322,41 @@ def cmd_doctor(cfg: Config, args) -> int:
     return 0 if ok else 1
 
 
-COMMANDS = {"run": cmd_run, "notify-test": cmd_notify_test, "doctor": cmd_doctor, "detect": cmd_detect, "record": cmd_record, "config": cmd_config,
-            "devices": cmd_devices}
+def cmd_synth(cfg: Config, args) -> int:
+    from .model.dataset import generate
+
+    if args.n < 1:
+        print("beepnet: --n must be at least 1", file=sys.stderr)
+        return 2
+    manifest = generate(args.out_dir, args.n, args.seed, args.preset,
+                        progress=sys.stderr.isatty())
+    print(f"wrote {args.n} clip(s) into {args.out_dir} (manifest {manifest})")
+    return 0
+
+
+def cmd_train(cfg: Config, args) -> int:
+    from .model.train import TrainError, train
+
+    try:
+        r = train(args.data_dir, args.model_out, epochs=args.epochs, seed=args.seed)
+    except TrainError as e:
+        print(f"beepnet: train: {e}", file=sys.stderr)
+        return 1
+    except ImportError as e:  # pandas, scikit-learn, tqdm come with the [train] extra
+        print(f"beepnet: train needs {e.name or e}: pip install 'beepnet[train]'",
+              file=sys.stderr)
+        return 1
+    v = r.val
+    print(f"saved {args.model_out}: threshold {r.threshold:.3f} ({r.threshold_rule}); "
+          f"validation precision {v['precision']:.3f}, recall {v['recall']:.3f}, "
+          f"{v['fa_per_hour']:.2f} false alarms/hour of negative audio "
+          f"({v['fp']} of {v['negatives']} negative windows); "
+          f"{r.epochs} epoch(s), {r.seconds:.0f} s")
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "run": cmd_run, "notify-test": cmd_notify_test, "doctor": cmd_doctor, "detect": cmd_detect, "record": cmd_record, "config": cmd_config,
+            "devices": cmd_devices, "monitor": cmd_monitor}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -647,6 +647,45 @@ def fan(rng: np.random.Generator, duration_s: float, sr: int = SR, level: float 
 
 
 # --------------------------------------------------------------------------
+# Room and microphone (numpy only; used to vary generated training data)
+# --------------------------------------------------------------------------
+
+
+def reverb(x: np.ndarray, rng: np.random.Generator, sr: int = SR, rt60_s: float = 0.3,
+           wet: float = 0.3) -> np.ndarray:
+    """Simple room reverberation: convolve with exponentially decaying noise.
+
+    The impulse response is white noise whose level falls by 60 dB in ``rt60_s``;
+    ``wet`` is the reverberant part's share of the output power-ish mix. The
+    result has the input's length (the tail past the end is cut).
+    """
+    n_ir = max(1, _n(rt60_s, sr))
+    t = np.arange(n_ir) / sr
+    ir = rng.standard_normal(n_ir) * 10 ** (-3 * t / rt60_s)  # -60 dB at rt60
+    ir /= np.sqrt(np.sum(ir ** 2)) + 1e-12
+    x = np.asarray(x, np.float64)
+    m = len(x) + n_ir - 1
+    size = 1 << (m - 1).bit_length()
+    tail = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(ir, size), size)[:len(x)]
+    return ((1 - wet) * x + wet * tail).astype(np.float32)
+
+
+def mic_eq(x: np.ndarray, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
+    """A random gentle microphone colouring: a high-pass at 50-300 Hz and a smooth
+    +-6 dB tilt/bump over frequency, applied in the frequency domain."""
+    x = np.asarray(x, np.float64)
+    spec = np.fft.rfft(x)
+    f = np.fft.rfftfreq(len(x), 1 / sr)
+    hp = rng.uniform(50, 300)
+    gain = 1 / np.sqrt(1 + (hp / np.maximum(f, 1.0)) ** 4)  # 2nd-order high-pass magnitude
+    octave = np.log2(np.maximum(f, 20.0) / 1000.0)
+    tilt_db = rng.uniform(-3, 3) * octave / 3
+    bump_db = rng.uniform(-6, 6) * np.exp(-0.5 * ((octave - rng.uniform(-1, 2.5)) / 0.7) ** 2)
+    gain *= 10 ** ((tilt_db + bump_db) / 20)
+    return np.fft.irfft(spec * gain, len(x)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------
 

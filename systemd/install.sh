@@ -186,7 +186,7 @@ install_venv() {
     # Build from a copy: building in the checkout would leave root-owned build/ and
     # *.egg-info there. Not editable: the service must not run code from a work tree.
     mkdir "$WORK/src"
-    tar -C "$SRC" --exclude=__pycache__ -cf - pyproject.toml README.md beepnet | tar -C "$WORK/src" -xf -
+    tar -C "$SRC" --exclude=__pycache__ -cf - pyproject.toml README.md beepnet models | tar -C "$WORK/src" -xf -
     "${pip[@]}" install -q "${PIP_ARGS[@]}" "$WORK/src"
     say "installed $("$VENV/bin/beepnet" --version) into $VENV"
 }

@@ -1,0 +1,92 @@
+"""The BeepNet detector: the trained 1D-conv network (beepnet.model) scoring windows.
+
+One CPU thread (the daemon's classifier is a process of its own), inference mode, and
+no per-window allocations beyond torch's own. The score is P(beep) from the clip output;
+start/end come from the frame outputs (per-frame P(beep)), about 20 ms apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from beepnet.detectors.base import WindowScore
+from beepnet.model.io import ModelFileError, load_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "beepnet-default.pt"
+
+
+def default_model_candidates() -> list[Path]:
+    """Where the shipped model is looked for, in order.
+
+    The repository keeps it in the top-level ``models/`` folder (a source checkout and
+    an editable install find it there, next to the package); a regular pip install
+    copies it as data into ``<prefix>/share/beepnet/models/`` (pyproject's data-files).
+    """
+    repo = Path(__file__).resolve().parents[2]
+    return [repo / "models" / DEFAULT_MODEL_NAME,
+            Path(sys.prefix) / "share" / "beepnet" / "models" / DEFAULT_MODEL_NAME]
+
+
+def find_default_model() -> Path:
+    for p in default_model_candidates():
+        if p.is_file():
+            return p
+    raise ModelFileError(
+        "no shipped BeepNet model found (looked in "
+        + ", ".join(str(p) for p in default_model_candidates())
+        + "); build it with `make model` or set detector.model")
+
+
+class BeepNetDetector:
+    """Scores 16 kHz mono windows with a BeepNet model file."""
+
+    name = "beepnet"
+
+    def __init__(self, model_path: str | os.PathLike | None = None) -> None:
+        torch.set_num_threads(1)
+        path = Path(model_path).expanduser() if model_path else find_default_model()
+        self.info = load_model(path)
+        self.net = self.info.net
+        self.sample_rate = self.info.sample_rate
+        self.threshold = self.info.threshold
+        self.labels = list(self.info.labels)
+        self._beep = self.info.beep_index
+        self._frame_s = self.net.frame_seconds
+        with torch.inference_mode():  # warm-up: the first call pays torch's one-off setup
+            self.net(torch.zeros(1, int(self.info.window_seconds * self.sample_rate)))
+        log.debug("loaded %s", self.describe())
+
+    def describe(self) -> str:
+        return (f"beepnet model {Path(self.info.path).name} ({', '.join(self.labels)}; "
+                f"threshold {self.threshold:.2f})")
+
+    def score(self, window: np.ndarray) -> WindowScore:
+        x = np.asarray(window, dtype=np.float32).reshape(-1)
+        min_len = self.net.cfg.kernel  # shorter than one filter: pad (silence adds nothing)
+        if len(x) < min_len:
+            x = np.pad(x, (0, min_len - len(x)))
+        with torch.inference_mode():
+            clip, frames = self.net(torch.from_numpy(x).unsqueeze(0))
+            probs = torch.softmax(clip[0], dim=0).numpy()
+            frame_p = torch.softmax(frames[0], dim=0)[self._beep].numpy()
+        labels = {name: float(p) for name, p in zip(self.labels, probs)}
+        score = labels["beep"]
+        start = end = None
+        if score >= self.threshold:
+            start, end = self._locate(frame_p, len(window) / self.sample_rate)
+        return WindowScore(score=score, labels=labels, start=start, end=end)
+
+    def _locate(self, frame_p: np.ndarray, duration: float) -> tuple[float, float]:
+        """The span of frames whose P(beep) is at least half the best frame's."""
+        on = np.flatnonzero(frame_p >= 0.5 * frame_p.max())
+        start = max(0.0, on[0] * self._frame_s - 0.5 * self._frame_s)
+        end = min(duration, (on[-1] + 1) * self._frame_s)
+        return float(start), float(max(end, start))

@@ -1,0 +1,260 @@
+"""Generated, labelled 3-s training clips for BeepNet (``beepnet synth OUT_DIR``).
+
+Every clip is built from beepnet.synth: a background (washer phases, fan, quiet room,
+speech-like babble, music-like notes, knocks, a door, near-silence), optionally a
+foreground, then room reverberation, microphone colouring and a random level.
+
+Classes (the directory names under OUT_DIR; "beep" is the positive):
+
+- ``beep``: an appliance beep pattern (repeated, long, melody; random harmonics and
+  envelope; 1-6 kHz) at a random position, possibly cut by a window edge (at least
+  100 ms of it inside), over any background at -5..30 dB SNR.
+- ``washer``, ``speech``, ``music``: that background alone.
+- ``tonal``: hard negatives, tones that are not beeps: whistles (gliding or warbling
+  tones), short pings (< 30 ms), a steady whine through the whole window.
+- ``other``: fan, room tone, knocks, a door, near-silence.
+
+Clips come in groups of 5 sharing a "room" (reverb and microphone settings); the
+group is in the file name, ``s<seed>g<group>_<index>.wav``, so a split can keep a group
+on one side. Clip i depends only on (seed, i), so workers change nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .. import synth
+
+log = logging.getLogger(__name__)
+
+SR = synth.SR
+CLIP_S = 3.0
+LABELS = ("beep", "washer", "speech", "music", "tonal", "other")
+GROUP_SIZE = 5
+MIN_BEEP_INSIDE_S = 0.1
+
+# Class shares of a generated set; the "heldout" preset differs on purpose (more
+# negatives, lower SNRs, more reverb) so that it tests generalisation, not memory.
+PRESETS = {
+    "train": {"shares": {"beep": 0.36, "washer": 0.14, "speech": 0.10, "music": 0.12,
+                         "tonal": 0.14, "other": 0.14},
+              "snr_db": (-5.0, 30.0), "reverb_p": 0.5, "rt60_s": (0.1, 0.7)},
+    "heldout": {"shares": {"beep": 0.25, "washer": 0.20, "speech": 0.12, "music": 0.13,
+                           "tonal": 0.15, "other": 0.15},
+                "snr_db": (-5.0, 20.0), "reverb_p": 0.7, "rt60_s": (0.2, 0.9)},
+}
+BACKGROUNDS = ("wash", "drain", "spin", "fan", "room", "speech", "music", "knock", "door",
+               "silence")
+_BG_CLASS = {"wash": "washer", "drain": "washer", "spin": "washer", "speech": "speech",
+             "music": "music", "fan": "other", "room": "other", "knock": "other",
+             "door": "other", "silence": "other"}
+
+
+@dataclass
+class ClipInfo:
+    """One manifest row."""
+
+    file: str
+    label: str
+    group: str
+    background: str
+    foreground: str = ""
+    snr_db: float = float("nan")
+    level_dbfs: float = float("nan")
+    beep_start: float = float("nan")
+    beep_end: float = float("nan")
+    reverb_rt60: float = 0.0
+
+
+def _background(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
+    dur = n / SR
+    if kind in ("wash", "drain", "spin"):
+        x = synth.washer(rng, dur, phase=kind)
+    elif kind == "fan":
+        x = synth.fan(rng, dur)
+    elif kind == "speech":
+        x = synth.speech_like(rng, dur)
+    elif kind == "music":
+        x = synth.music_like(rng, dur)
+    elif kind in ("knock", "door"):
+        x = synth.room(rng, dur, level=rng.uniform(0.0005, 0.003))
+        ev = synth.knock(rng) if kind == "knock" else synth.door(rng)
+        at = rng.uniform(-0.1, dur - 0.2)
+        x = synth.mix(x, ev, at, rng.uniform(10, 40))
+    elif kind == "silence":
+        x = synth.room(rng, dur, level=1e-5)  # an idle microphone's faint self-noise
+    else:
+        x = synth.room(rng, dur, level=rng.uniform(0.0005, 0.003))
+    return np.asarray(x[:n], np.float32)
+
+
+def _random_beeps(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, float]], str]:
+    """A beep pattern with random harmonics and envelope; returns audio, note times, kind."""
+    kind = str(rng.choice(["repeat", "long", "melody", "single"], p=[0.45, 0.15, 0.25, 0.15]))
+    if kind == "single":  # one short beep (key press, "ready" chirp)
+        notes = [(0.0, float(np.exp(rng.uniform(np.log(1000), np.log(6000)))),
+                  rng.uniform(0.06, 0.3))]
+    else:
+        notes = synth._PATTERNS[kind](rng)  # (start_s, freq_hz, duration_s)
+    shape = rng.integers(3)
+    if shape == 0:
+        harm = synth.PIEZO_HARMONICS
+    elif shape == 1:
+        harm = (1.0,)  # a pure sine
+    else:
+        harm = tuple([1.0] + list(rng.uniform(0, 0.4, size=int(rng.integers(1, 5)))))
+    attack, release = rng.uniform(0.001, 0.02), rng.uniform(0.005, 0.08)
+    segs = []
+    for start, freq, dur in notes:
+        segs.append((round(start * SR) / SR,
+                     synth.beep(freq, dur, harmonics=harm, attack_s=attack,
+                                release_s=min(release, dur / 2))))
+    times = [(s, s + len(a) / SR) for s, a in segs]
+    return synth._place(segs, SR), times, kind
+
+
+def _tonal_negative(rng: np.random.Generator, n: int) -> tuple[np.ndarray, float, str]:
+    """A tone that is not an appliance beep; returns audio, start offset, kind."""
+    kind = str(rng.choice(["whistle", "warble", "ping", "whine"]))
+    if kind in ("whistle", "warble"):
+        dur = rng.uniform(0.3, 1.8)
+        m = int(dur * SR)
+        t = np.arange(m) / SR
+        f0 = rng.uniform(1000, 4500)
+        if kind == "whistle":  # a glide of 300-2500 Hz up or down
+            f = f0 + rng.choice([-1, 1]) * rng.uniform(300, 2500) * t / dur
+        else:  # vibrato of 4-8 Hz, +-40-300 Hz
+            f = f0 + rng.uniform(40, 300) * np.sin(2 * np.pi * rng.uniform(4, 8) * t)
+        f = np.clip(f, 600, 7000)
+        x = synth._harmonic_tone(f, m, SR, (1.0, 0.1), 0.95 * SR / 2, rng)
+        x *= synth.envelope(m, SR, 0.05, 0.1)
+        return x.astype(np.float32), rng.uniform(-0.2, 3.0 - dur), kind
+    if kind == "ping":  # 1-4 very short tonal clicks (< 30 ms): glass, spoon, keys
+        segs = []
+        t = 0.0
+        for _ in range(int(rng.integers(1, 5))):
+            d = rng.uniform(0.005, 0.028)
+            segs.append((t, synth.beep(rng.uniform(1000, 6000), d, attack_s=0.001,
+                                       release_s=d / 2)))
+            t += rng.uniform(0.08, 0.6)
+        return synth._place(segs, SR), rng.uniform(0, 2.0), kind
+    # whine: a steady tone through the whole window (charger, TV, fridge)
+    x = synth.beep(np.exp(rng.uniform(np.log(1000), np.log(7000))), (n + 800) / SR,
+                   harmonics=(1.0,), attack_s=0.01, release_s=0.01)
+    x *= 1 + 0.05 * synth.smooth_random(rng, len(x), SR, 2.0)
+    return x.astype(np.float32), -0.02, kind
+
+
+def make_clip(seed: int, index: int, label: str, preset: str = "train",
+              ) -> tuple[np.ndarray, ClipInfo]:
+    """Clip ``index`` of the set made with ``seed``: audio (3 s) and its manifest row."""
+    p = PRESETS[preset]
+    group = index // GROUP_SIZE
+    rng = np.random.default_rng([seed, index])
+    room_rng = np.random.default_rng([seed, 1_000_000 + group])  # shared by the group
+    n = int(CLIP_S * SR)
+    if label in ("beep", "tonal"):
+        bg_kind = str(rng.choice(BACKGROUNDS))
+    else:
+        choices = [b for b in BACKGROUNDS if _BG_CLASS[b] == label]
+        bg_kind = str(rng.choice(choices))
+    x = _background(rng, bg_kind, n)
+    info = ClipInfo(file="", label=label, group=f"s{seed}g{group:05d}", background=bg_kind)
+    snr = float(rng.uniform(*p["snr_db"]))
+    if bg_kind == "silence":
+        snr = float(rng.uniform(20, 50))
+    if label == "beep":
+        fg, times, info.foreground = _random_beeps(rng)
+        total = times[-1][1]
+        for _ in range(20):  # a position with >= 100 ms of beep inside the window
+            at = rng.uniform(-total + MIN_BEEP_INSIDE_S, CLIP_S - MIN_BEEP_INSIDE_S)
+            inside = [(max(0.0, at + s), min(CLIP_S, at + e)) for s, e in times]
+            inside = [(s, e) for s, e in inside if e - s > 0]
+            if sum(e - s for s, e in inside) >= MIN_BEEP_INSIDE_S:
+                break
+        else:
+            at = 0.0
+            inside = [(s, min(CLIP_S, e)) for s, e in times if s < CLIP_S]
+        info.beep_start, info.beep_end = round(inside[0][0], 3), round(inside[-1][1], 3)
+        x = synth.mix(x, fg, at, snr)
+        info.snr_db = round(snr, 1)
+    elif label == "tonal":
+        fg, at, info.foreground = _tonal_negative(rng, n)
+        x = synth.mix(x, fg, at, snr)
+        info.snr_db = round(snr, 1)
+    if room_rng.random() < p["reverb_p"]:
+        info.reverb_rt60 = round(float(room_rng.uniform(*p["rt60_s"])), 2)
+        x = synth.reverb(x, np.random.default_rng([seed, 2_000_000 + index]), SR,
+                         info.reverb_rt60, float(room_rng.uniform(0.1, 0.5)))
+    if room_rng.random() < 0.7:
+        x = synth.mic_eq(x, np.random.default_rng([seed, 1_000_000 + group]), SR)
+    level = float(rng.uniform(-45, -3))
+    peak = float(np.max(np.abs(x)))
+    if peak > 0:
+        x = x * (10 ** (level / 20) / peak)
+        info.level_dbfs = round(level, 1)
+    return np.clip(x, -1, 1).astype(np.float32), info
+
+
+def plan_labels(n: int, preset: str = "train") -> list[str]:
+    """Labels for n clips in the preset's proportions, interleaved (deterministic)."""
+    shares = PRESETS[preset]["shares"]
+    counts = {k: round(v * n) for k, v in shares.items()}
+    counts["beep"] += n - sum(counts.values())
+    labels: list[str] = []
+    # interleave: clip i gets the class furthest behind its share so far
+    done = dict.fromkeys(counts, 0)
+    for i in range(n):
+        k = max(counts, key=lambda c: (counts[c] - done[c]) / max(counts[c], 1))
+        labels.append(k)
+        done[k] += 1
+    return labels
+
+
+def _write_one(job: tuple[str, int, int, str, str]) -> dict:
+    out_dir, seed, index, label, preset = job
+    audio, info = make_clip(seed, index, label, preset)
+    rel = f"{label}/{info.group}_{index:06d}.wav"
+    sf.write(os.path.join(out_dir, rel), audio, SR, subtype="PCM_16")
+    info.file = rel
+    return asdict(info)
+
+
+def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, preset: str = "train",
+             workers: int = 2, progress: bool = False) -> Path:
+    """Write n clips into out_dir/<label>/*.wav and out_dir/manifest.csv; returns the manifest."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} ({', '.join(PRESETS)})")
+    out = Path(out_dir)
+    for label in LABELS:
+        (out / label).mkdir(parents=True, exist_ok=True)
+    jobs = [(str(out), seed, i, lab, preset) for i, lab in enumerate(plan_labels(n, preset))]
+    if workers > 1 and n > 50:
+        with get_context("spawn").Pool(workers) as pool:
+            it = pool.imap(_write_one, jobs, chunksize=16)
+            rows = list(_progress(it, n, progress))
+    else:
+        rows = list(_progress(map(_write_one, jobs), n, progress))
+    manifest = out / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["file", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    log.info("wrote %d clips into %s", n, out)
+    return manifest
+
+
+def _progress(it, total: int, enabled: bool):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc="synth", unit="clip")

@@ -1,0 +1,130 @@
+"""BeepNet model files: one ``torch.save`` dict with the weights and everything needed to use them.
+
+Keys: ``format`` (this module's file format name), ``format_version``, ``state_dict``,
+``arch`` (NetConfig as a dict), ``labels`` (class names; "beep" is the positive),
+``sample_rate``, ``window_seconds``, ``hop_seconds``, ``threshold`` (operating
+threshold on P(beep)), ``metrics`` (validation figures), ``data_sha256`` (hash of the
+sorted training file list with labels), ``beepnet_version``, ``created``.
+
+`load_model` checks all of it and raises `ModelFileError` whose message is one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from .net import SAMPLE_RATE, BeepNet, NetConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT = "beepnet-model"
+FORMAT_VERSION = 1
+POSITIVE = "beep"
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used; ``str()`` is one line, including the path."""
+
+
+@dataclass
+class ModelInfo:
+    """A loaded model and its metadata."""
+
+    net: BeepNet
+    labels: list[str]
+    threshold: float
+    sample_rate: int = SAMPLE_RATE
+    window_seconds: float = 3.0
+    hop_seconds: float = 1.5
+    metrics: dict = field(default_factory=dict)
+    data_sha256: str = ""
+    beepnet_version: str = __version__
+    path: str = ""
+
+    @property
+    def beep_index(self) -> int:
+        return self.labels.index(POSITIVE)
+
+
+def data_hash(items: list[tuple[str, str]]) -> str:
+    """sha256 over the sorted (relative path, label) pairs the model was trained on."""
+    h = hashlib.sha256()
+    for path, label in sorted(items):
+        h.update(f"{path}\t{label}\n".encode())
+    return h.hexdigest()
+
+
+def save_model(path: str | os.PathLike, net: BeepNet, labels: list[str], threshold: float, *,
+               metrics: dict | None = None, data_sha256: str = "", window_seconds: float = 3.0,
+               hop_seconds: float = 1.5) -> None:
+    """Write the model file atomically (a half-written file never replaces a good one)."""
+    if POSITIVE not in labels:
+        raise ValueError(f"labels must include {POSITIVE!r}")
+    blob = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "arch": net.cfg.to_dict(), "labels": list(labels), "sample_rate": SAMPLE_RATE,
+        "window_seconds": float(window_seconds), "hop_seconds": float(hop_seconds),
+        "threshold": float(threshold), "metrics": dict(metrics or {}),
+        "data_sha256": data_sha256, "beepnet_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: str | os.PathLike) -> ModelInfo:
+    """Read and validate a model file; the net comes back in eval mode on the CPU."""
+    path = Path(path)
+    where = f"model file {path}"
+    if not path.is_file():
+        raise ModelFileError(f"{where}: no such file")
+    try:
+        # weights_only: a model file must never be able to run code when loaded.
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{where}: not a readable BeepNet model ({reason[:120]})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelFileError(f"{where}: not a BeepNet model file")
+    if blob.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{where}: format version {blob.get('format_version')} is not "
+                             f"supported (this beepnet reads version {FORMAT_VERSION}); "
+                             "retrain with `beepnet train`")
+    if blob.get("sample_rate") != SAMPLE_RATE:
+        raise ModelFileError(f"{where}: made for {blob.get('sample_rate')} Hz audio, "
+                             f"beepnet runs at {SAMPLE_RATE} Hz")
+    labels = blob.get("labels")
+    if not isinstance(labels, list) or POSITIVE not in labels:
+        raise ModelFileError(f"{where}: its class labels lack {POSITIVE!r}")
+    threshold = blob.get("threshold")
+    if not isinstance(threshold, float) or not 0.0 <= threshold <= 1.0:
+        raise ModelFileError(f"{where}: operating threshold {threshold!r} is not in 0..1")
+    try:
+        cfg = NetConfig.from_dict(blob["arch"])
+        if cfg.n_classes != len(labels):
+            raise ValueError(f"{cfg.n_classes} outputs for {len(labels)} labels")
+        net = BeepNet(cfg)
+        net.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{where}: weights do not fit the BeepNet architecture "
+                             f"({reason[:120]})") from None
+    net.eval()
+    return ModelInfo(net=net, labels=labels, threshold=threshold,
+                     window_seconds=float(blob.get("window_seconds", 3.0)),
+                     hop_seconds=float(blob.get("hop_seconds", 1.5)),
+                     metrics=dict(blob.get("metrics") or {}),
+                     data_sha256=str(blob.get("data_sha256", "")),
+                     beepnet_version=str(blob.get("beepnet_version", "")), path=str(path))

@@ -1,0 +1,263 @@
+"""Training BeepNet on labelled clips: ``beepnet train DATA_DIR --out MODEL``.
+
+DATA_DIR holds one folder per class (``beep`` is the positive; any others are
+negatives), each with audio files of any rate/channels/format. Steps:
+
+1. `scan`: a DataFrame of readable files, labels and recording sessions (unusable
+   files are skipped with one line each, and counted).
+2. `split`: a stratified split that keeps each session on one side
+   (StratifiedGroupKFold, one fold of five for validation).
+3. `fit`: Adam, class-weighted cross-entropy, on-the-fly augmentation (gain, time
+   shift, mixing in a background clip), early stopping on the validation loss.
+4. `pick_threshold`: the operating threshold on P(beep) from the validation set.
+5. The model file (beepnet.model.io) with the metrics and a hash of the data list.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SR = 16000
+WINDOW_S = 3.0
+HOP_S = 1.5
+MIN_BEEPS = 10
+MIN_NEGATIVES = 10
+AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3"}
+
+
+class TrainError(Exception):
+    """Training cannot go on; ``str()`` is one line for the user."""
+
+
+def session_of(stem: str) -> str:
+    """The recording session of a chunk: the name before its last "_".
+
+    ``20261121-073138_0000024000`` (from `beepnet record`) -> ``20261121-073138``;
+    generated ``s0g00012_000061`` -> ``s0g00012``.
+    """
+    return stem.rsplit("_", 1)[0] if "_" in stem else stem
+
+
+def scan(data_dir: str | Path):
+    """(DataFrame[path, rel, label, session], audio int16 array (n, 3 s)).
+
+    Every file is read (at 16 kHz mono), cropped or zero-padded to 3 s.
+    """
+    import pandas as pd
+
+    from ..audio.files import AudioFileError, read_audio
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise TrainError(f"{root}: no such directory")
+    n = int(WINDOW_S * SR)
+    files = [f for label_dir in sorted(p for p in root.iterdir() if p.is_dir())
+             for f in sorted(label_dir.iterdir())
+             if f.is_file() and f.suffix.lower() in AUDIO_EXT]
+    # One preallocated int16 array (2 bytes a sample): 3000 clips take 290 MB.
+    clips = np.zeros((len(files), n), np.int16)
+    rows, skipped = [], 0
+    for f in files:
+        label_dir = f.parent
+        try:
+            audio = read_audio(f, SR)
+        except AudioFileError as e:
+            print(f"beepnet: skipped {f}: {e}", file=sys.stderr)
+            skipped += 1
+            continue
+        if len(audio) < n:
+            audio = np.pad(audio, (0, n - len(audio)))
+        clips[len(rows)] = np.round(np.clip(audio[:n], -1, 1) * 32767)
+        rows.append({"path": str(f), "rel": f"{label_dir.name}/{f.name}",
+                     "label": label_dir.name, "session": session_of(f.stem)})
+    if skipped:
+        print(f"beepnet: skipped {skipped} unusable file(s)", file=sys.stderr)
+    df = pd.DataFrame(rows, columns=["path", "rel", "label", "session"])
+    n_beep = int((df.label == "beep").sum())
+    n_neg = len(df) - n_beep
+    if n_beep < MIN_BEEPS:
+        raise TrainError(f"{root}: {n_beep} usable beep clip(s) in {root / 'beep'}; at least "
+                         f"{MIN_BEEPS} are needed")
+    if n_neg < MIN_NEGATIVES:
+        raise TrainError(f"{root}: {n_neg} usable non-beep clip(s) (other folders); at least "
+                         f"{MIN_NEGATIVES} are needed")
+    return df, clips[:len(rows)]
+
+
+def split(df, seed: int, val_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices; a session never straddles them."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = df.session.nunique()
+    n_splits = max(2, min(round(1 / val_fraction), n_groups))
+    if n_groups < 2:
+        raise TrainError("all clips come from one recording session; at least 2 are needed "
+                         "to validate on unseen audio")
+    skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    tr, va = next(skf.split(np.zeros(len(df)), df.label.to_numpy(), df.session.to_numpy()))
+    if not (df.label.iloc[va] == "beep").any() or not (df.label.iloc[tr] == "beep").any():
+        raise TrainError("the split left no beep on one side; record more beep sessions")
+    return tr, va
+
+
+def pick_threshold(p_beep: np.ndarray, is_beep: np.ndarray, max_fa_per_1000: float = 1.0
+                   ) -> tuple[float, str]:
+    """The operating threshold on P(beep) and how it was chosen.
+
+    With >= 1000 negative windows: the lowest threshold with at most
+    ``max_fa_per_1000`` false positives per 1000 negatives. With fewer (a
+    false-alarm rate cannot be measured), the threshold maximising F1.
+    """
+    neg = np.sort(p_beep[~is_beep])[::-1]
+    if len(neg) >= 1000:
+        allowed = math.floor(len(neg) * max_fa_per_1000 / 1000)
+        t = float(neg[allowed]) + 1e-6 if allowed < len(neg) else 0.0
+        return float(min(max(t, 0.05), 0.99)), f"<= {max_fa_per_1000:g} FP / 1000 negatives"
+    best, best_t = -1.0, 0.5
+    for t in np.unique(np.concatenate([p_beep, [0.5]])):
+        pred = p_beep >= t
+        tp = np.sum(pred & is_beep)
+        f1 = 2 * tp / max(1, np.sum(pred) + np.sum(is_beep))
+        if f1 > best + 1e-9:
+            best, best_t = f1, float(t)
+    return float(min(max(best_t, 0.05), 0.99)), "max F1 (too few negatives for a FA rate)"
+
+
+def metrics(p_beep: np.ndarray, is_beep: np.ndarray, threshold: float) -> dict:
+    """Precision, recall, F1 and false alarms (per 1000 negative windows, per hour)."""
+    pred = p_beep >= threshold
+    tp = int(np.sum(pred & is_beep))
+    fp = int(np.sum(pred & ~is_beep))
+    fn = int(np.sum(~pred & is_beep))
+    n_neg = int(np.sum(~is_beep))
+    hours = n_neg * HOP_S / 3600  # each negative window = 1.5 s of new audio at hop 1.5 s
+    return {"precision": tp / max(1, tp + fp), "recall": tp / max(1, tp + fn),
+            "f1": 2 * tp / max(1, 2 * tp + fp + fn), "tp": tp, "fp": fp, "fn": fn,
+            "negatives": n_neg, "positives": int(np.sum(is_beep)),
+            "fa_per_1000": 1000 * fp / max(1, n_neg),
+            "fa_per_hour": fp / hours if hours else float("nan")}
+
+
+@dataclass
+class TrainResult:
+    threshold: float
+    threshold_rule: str
+    val: dict
+    epochs: int
+    seconds: float
+
+
+def _augment(batch, rng: np.random.Generator, pool):
+    """Random gain, circular time shift, and sometimes a background clip mixed in."""
+    import torch
+
+    b, n = batch.shape
+    shifts = rng.integers(0, n, size=b)
+    out = torch.stack([torch.roll(batch[i], int(shifts[i])) for i in range(b)])
+    if len(pool):
+        mix = rng.random(b) < 0.3
+        for i in np.flatnonzero(mix):
+            other = pool[int(rng.integers(len(pool)))].float() / 32767
+            rms_a = out[i].pow(2).mean().sqrt().clamp_min(1e-6)
+            rms_b = other.pow(2).mean().sqrt().clamp_min(1e-6)
+            out[i] = out[i] + other * (rms_a / rms_b) * float(10 ** (-rng.uniform(3, 20) / 20))
+    gain = torch.from_numpy(10 ** (rng.uniform(-20, 6, size=(b, 1)) / 20)).float()
+    return (out * gain).clamp(-1, 1)
+
+
+def _predict(net, audio, batch_size: int = 64) -> np.ndarray:
+    """Softmax class probabilities for int16 clips."""
+    import torch
+
+    net.eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(audio), batch_size):
+            x = torch.from_numpy(audio[i:i + batch_size]).float() / 32767
+            outs.append(torch.softmax(net(x)[0], dim=1).numpy())
+    return np.concatenate(outs)
+
+
+def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0,
+          batch_size: int = 32, threads: int = 2, patience: int = 6) -> TrainResult:
+    """Train a BeepNet on DATA_DIR, save it to ``out``, return the validation figures."""
+    import torch
+    from torch import nn
+
+    from .io import data_hash, save_model
+    from .net import BeepNet, NetConfig
+
+    t0 = time.monotonic()
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    df, audio = scan(data_dir)
+    labels = ["beep"] + sorted(set(df.label) - {"beep"})
+    y = df.label.map({k: i for i, k in enumerate(labels)}).to_numpy()
+    tr, va = split(df, seed)
+    log.info("%d clips (%s); %d train, %d validation, %d sessions",
+             len(df), ", ".join(f"{k} {int((df.label == k).sum())}" for k in labels),
+             len(tr), len(va), df.session.nunique())
+    # Class weights: inverse frequency in the training part, mean 1.
+    counts = np.bincount(y[tr], minlength=len(labels)).astype(float)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(labels), 0.0)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
+    net = BeepNet(NetConfig(n_classes=len(labels)))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    audio_t = torch.from_numpy(audio)
+    bg_pool = audio_t[tr[np.isin(df.label.to_numpy()[tr], ["washer", "other", "speech"])]]
+    y_t = torch.from_numpy(y.copy())
+    best = (float("inf"), None, 0)
+    quiet = not sys.stderr.isatty()
+    from tqdm import tqdm
+
+    ran = 0
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = rng.permutation(tr)
+        bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}/{epochs}",
+                   disable=quiet, leave=False)
+        total = 0.0
+        for i in bar:
+            idx = order[i:i + batch_size]
+            if len(idx) < 2:  # BatchNorm needs 2 examples
+                continue
+            x = _augment(audio_t[idx].float() / 32767, rng, bg_pool)
+            loss = loss_fn(net(x)[0], y_t[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        sched.step()
+        ran = epoch
+        probs = _predict(net, audio[va])
+        val_loss = float(loss_fn(torch.from_numpy(np.log(probs + 1e-9)), y_t[va]))
+        acc = float(np.mean(probs.argmax(1) == y[va]))
+        log.info("epoch %d: train loss %.3f, validation loss %.3f, accuracy %.3f",
+                 epoch, total / len(tr), val_loss, acc)
+        if val_loss < best[0] - 1e-4:
+            best = (val_loss, {k: v.clone() for k, v in net.state_dict().items()}, epoch)
+        elif epoch - best[2] >= patience:
+            log.info("early stop: no validation improvement for %d epochs", patience)
+            break
+    net.load_state_dict(best[1])
+    probs = _predict(net, audio[va])
+    p_beep, is_beep = probs[:, 0], y[va] == 0
+    threshold, rule = pick_threshold(p_beep, is_beep)
+    val = metrics(p_beep, is_beep, threshold)
+    val.update(val_loss=best[0], best_epoch=best[2], threshold_rule=rule)
+    save_model(out, net, labels, threshold, metrics=val,
+               data_sha256=data_hash(list(zip(df.rel, df.label))),
+               window_seconds=WINDOW_S, hop_seconds=HOP_S)
+    return TrainResult(threshold, rule, val, ran, time.monotonic() - t0)

@@ -1,0 +1,281 @@
+"""BeepNet: the network, model files, training and the detector, end to end on tiny data.
+
+Everything that needs torch runs in one spawned worker process (or in `beepnet`
+subprocesses), never in the pytest process itself: torch and training would add
+several hundred MB to it, and on Linux a child started from a big process inherits
+its peak-RSS figure, which test_detect's streaming check measures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from beepnet import synth
+
+SR = 16000
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models" / "beepnet-default.pt"
+LABELS = ["beep", "music", "other", "speech", "tonal", "washer"]
+
+
+@pytest.fixture(scope="module")
+def worker():
+    """One spawned process (torch imported once) that runs the ``_case_*`` functions."""
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as ex:
+        yield lambda fn, *args: ex.submit(fn, *args).result(timeout=240)
+
+
+def beepnet(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "beepnet", *args], capture_output=True,
+                          text=True, timeout=240, cwd=REPO, check=False)
+
+
+# --- cases run in the worker ------------------------------------------------------------
+
+
+def _make_model(path: str) -> None:
+    """An untrained model file with metadata (enough for the mechanics)."""
+    import torch
+
+    from beepnet.model.io import save_model
+    from beepnet.model.net import BeepNet, NetConfig
+
+    torch.manual_seed(0)
+    save_model(path, BeepNet(NetConfig(n_classes=len(LABELS))).eval(), LABELS, 0.7,
+               metrics={"recall": 0.9}, data_sha256="ab" * 32)
+
+
+def _case_size(path: str) -> None:
+    from beepnet.model.net import BeepNet, weight_bytes
+
+    assert weight_bytes(BeepNet()) <= 1_000_000
+    assert Path(path).stat().st_size <= 1_100_000  # weights plus a little metadata
+
+
+def _case_window_length(path: str, seconds: float) -> None:
+    import torch
+
+    from beepnet.detectors.beepnet import BeepNetDetector
+
+    det = BeepNetDetector(path)
+    w = synth.room(np.random.default_rng(1), seconds)
+    w[SR // 2:SR // 2 + 4000] += synth.beep(3000.0, 0.25)
+    s = det.score(w)
+    assert set(s.labels) == set(LABELS)
+    assert abs(sum(s.labels.values()) - 1.0) < 1e-4
+    assert s.score == s.labels["beep"]
+    clip, frames = det.net(torch.from_numpy(w[None].astype(np.float32)))
+    assert clip.shape == (1, len(LABELS))
+    assert abs(frames.shape[2] - seconds / det.net.frame_seconds) <= 1
+
+
+def _case_position(path: str) -> None:
+    from beepnet.detectors.beepnet import BeepNetDetector
+
+    det = BeepNetDetector(path)
+    b = synth.beep(2500.0, 0.3)
+    step = det.net.cfg.stride * det.net.cfg.pool  # one output frame
+    scores = []
+    for frame in (30, 80, 130):  # away from the edges (zero padding differs from silence)
+        w = np.zeros(5 * SR, np.float32)
+        w[frame * step:frame * step + len(b)] = b
+        scores.append(det.score(w).labels)
+    for other in scores[1:]:
+        for k in LABELS:
+            assert abs(other[k] - scores[0][k]) < 1e-4, (k, other, scores[0])
+
+
+def _case_level(path: str) -> None:
+    from beepnet.detectors.beepnet import BeepNetDetector
+
+    det = BeepNetDetector(path)
+    w = synth.room(np.random.default_rng(2), 3.0) + np.pad(synth.beep(2000.0, 0.5), (8000, 32000))
+    loud, quiet = det.score(0.7 * w / np.abs(w).max()), det.score(0.01 * w / np.abs(w).max())
+    assert abs(loud.score - quiet.score) < 1e-3
+
+
+def _case_round_trip(path: str) -> None:
+    import torch
+
+    from beepnet.detectors.beepnet import BeepNetDetector
+    from beepnet.model.io import load_model
+    from beepnet.model.net import NetConfig
+
+    info = load_model(path)
+    assert info.labels == LABELS and info.threshold == 0.7
+    assert info.metrics == {"recall": 0.9} and info.data_sha256 == "ab" * 32
+    assert info.sample_rate == 16000 and info.window_seconds == 3.0 and info.hop_seconds == 1.5
+    assert info.beepnet_version
+    blob = torch.load(path, weights_only=True)
+    assert blob["arch"]["n_filters"] == NetConfig().n_filters
+    det = BeepNetDetector(path)
+    assert det.threshold == 0.7 and det.name == "beepnet" and det.sample_rate == 16000
+    assert "beepnet" in det.describe()
+
+
+def _case_bad_file(path: str, kind: str) -> None:
+    import torch
+
+    from beepnet.model.io import ModelFileError, load_model
+
+    if kind == "wrong-format":
+        torch.save({"format": "something-else"}, path)
+    else:
+        Path(path).write_bytes(b"" if kind == "empty" else b"not a model at all")
+    try:
+        load_model(path)
+    except ModelFileError as e:
+        assert "\n" not in str(e) and path in str(e), str(e)
+    else:
+        raise AssertionError("loaded a bad model file")
+    try:
+        load_model(path + ".missing")
+    except ModelFileError as e:
+        assert "no such file" in str(e)
+
+
+def _case_rules() -> None:
+    from beepnet.model.train import pick_threshold, session_of
+
+    assert session_of("20261121-073138_0000024000") == "20261121-073138"
+    assert session_of("s0g00012_000061") == "s0g00012"
+    assert session_of("plain") == "plain"
+    p = np.array([0.9, 0.8, 0.2, 0.1, 0.6])
+    t, rule = pick_threshold(p, np.array([True, True, False, False, False]))
+    assert 0.6 < t <= 0.8 and "F1" in rule
+    neg = np.linspace(0, 0.5, 2000)
+    t, _ = pick_threshold(np.concatenate([neg, [0.9]]), np.arange(2001) == 2000)
+    assert np.sum(neg >= t) <= 2
+
+
+def _case_load_trained(path: str) -> None:
+    from beepnet.model.io import load_model
+
+    info = load_model(path)
+    assert info.labels[0] == "beep" and "recall" in info.metrics and len(info.data_sha256) == 64
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory, worker) -> str:
+    path = str(tmp_path_factory.mktemp("model") / "m.pt")
+    worker(_make_model, path)
+    return path
+
+
+def test_weights_are_under_one_megabyte(worker, model_file):
+    worker(_case_size, model_file)
+
+
+@pytest.mark.parametrize("seconds", [2.0, 3.0, 5.0])
+def test_any_window_length_gives_probabilities_and_frames(worker, model_file, seconds):
+    worker(_case_window_length, model_file, seconds)
+
+
+def test_score_does_not_depend_on_the_beep_position(worker, model_file):
+    """Global max and mean pooling: the same beep anywhere in the window scores the same."""
+    worker(_case_position, model_file)
+
+
+def test_level_does_not_matter(worker, model_file):
+    worker(_case_level, model_file)
+
+
+def test_save_load_round_trip(worker, model_file):
+    worker(_case_round_trip, model_file)
+
+
+@pytest.mark.parametrize("kind", ["empty", "junk", "wrong-format"])
+def test_bad_model_files_give_one_line(worker, tmp_path, kind):
+    worker(_case_bad_file, str(tmp_path / "bad.pt"), kind)
+
+
+def test_detect_with_a_bad_model_is_one_line(tmp_path):
+    wav = tmp_path / "x.wav"
+    sf.write(wav, np.zeros(SR, np.float32), SR)
+    r = beepnet("detect", "--model", str(tmp_path / "missing.pt"), str(wav))
+    assert r.returncode == 78  # a missing model file is a configuration error
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and "no such file" in err and "Traceback" not in err
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    r = beepnet("detect", "--model", str(tmp_path / "junk.pt"), str(wav))
+    assert r.returncode == 1
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and "not a readable BeepNet model" in err, err
+
+
+def test_sessions_and_threshold_rules(worker):
+    worker(_case_rules)
+
+
+def _synth_small(root: Path, n_beep: int, n_other: int) -> None:
+    """A tiny labelled set made with the real generator."""
+    from beepnet.model.dataset import make_clip
+
+    for i in range(n_beep + n_other):
+        label = "beep" if i < n_beep else ["washer", "other", "speech", "tonal"][i % 4]
+        audio, info = make_clip(5, i, label)
+        (root / label).mkdir(parents=True, exist_ok=True)
+        sf.write(root / label / f"{info.group}_{i:06d}.wav", audio, SR, subtype="PCM_16")
+
+
+def test_synth_command_writes_labelled_clips_and_manifest(tmp_path):
+    out = tmp_path / "synth"
+    r = beepnet("synth", str(out), "--n", "30", "--seed", "4")
+    assert r.returncode == 0, r.stderr
+    wavs = sorted(out.glob("*/*.wav"))
+    assert len(wavs) == 30 and (out / "manifest.csv").exists()
+    assert {p.parent.name for p in wavs} >= {"beep", "washer", "tonal"}
+    audio, rate = sf.read(wavs[0])
+    assert rate == SR and len(audio) == 3 * SR
+
+
+def test_tiny_train_then_detect(worker, tmp_path):
+    data = tmp_path / "data"
+    _synth_small(data, 40, 60)
+    (data / "beep" / "empty_0.wav").write_bytes(b"")
+    (data / "other" / "junk_0.wav").write_bytes(b"this is not audio" * 10)
+    model = tmp_path / "m.pt"
+    r = beepnet("train", str(data), "--out", str(model), "--epochs", "2", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    assert "skipped 2 unusable file(s)" in r.stderr
+    assert "empty_0.wav" in r.stderr and "junk_0.wav" in r.stderr
+    assert "saved" in r.stdout and "false alarms/hour" in r.stdout
+    worker(_case_load_trained, str(model))
+    rec = tmp_path / "rec.wav"
+    sf.write(rec, synth.room(np.random.default_rng(0), 6.0), SR)
+    r = beepnet("detect", "--model", str(model), "--json", str(rec))
+    assert r.returncode == 0, r.stderr
+
+
+def test_too_few_beeps_is_a_clear_error(tmp_path):
+    data = tmp_path / "data"
+    _synth_small(data, 3, 20)
+    r = beepnet("train", str(data), "--out", str(tmp_path / "m.pt"), "--epochs", "1")
+    assert r.returncode == 1
+    assert "3 usable beep clip(s)" in r.stderr and "at least 10" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model (make model)")
+def test_shipped_model_finds_the_demo_beeps_and_nothing_else():
+    r = beepnet("detect", "--set", "detector.kind=beepnet", "--json",
+                str(REPO / "data/demo/washer-cycle.ogg"))
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    _, beeps = synth.demo_recording(0)
+    assert len(events) == 1, events
+    assert abs(events[0]["start"] - beeps[0][0]) < 0.3, events
+    assert abs(events[0]["end"] - beeps[-1][1]) < 0.3, events
