@@ -37,6 +37,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
 
 
+def _source(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--source", default="mic", metavar="mic|FILE",
+                   help=f"{what}'mic' (default) or a recording to replay through the same "
+                   "pipeline")
+    p.add_argument("--speed", type=float, default=1.0, metavar="N",
+                   help="replay a --source file N times faster than real time")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beepnet", description="Hears your appliance's end-of-cycle beep and tells you.")
@@ -45,10 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="listen and alert (what the service runs)")
     _common(p)
-    p.add_argument("--source", default="mic", metavar="mic|FILE",
-                   help="'mic' (default) or a recording to replay through the same pipeline")
-    p.add_argument("--speed", type=float, default=1.0, metavar="N",
-                   help="replay a --source file N times faster than real time")
+    _source(p, "")
 
     p = sub.add_parser("detect", help="find beeps in recordings")
     _common(p)
@@ -59,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("record", help="collect non-silent chunks for training")
     _common(p)
-    p.add_argument("--source", default="mic", metavar="mic|FILE")
-    p.add_argument("--speed", type=float, default=1.0, metavar="N")
+    _source(p, "")
     p.add_argument("--minutes", type=float, metavar="N", help="stop after N minutes")
     p.add_argument("--out", metavar="DIR", help="where chunks go (sets record.dir)")
 
@@ -75,10 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("monitor", help="full-screen live view of what the daemon hears "
                        "(runs the pipeline itself when no daemon is running)")
     _common(p)
-    p.add_argument("--source", default="mic", metavar="mic|FILE",
-                   help="without a running daemon: 'mic' (default) or a recording to replay")
-    p.add_argument("--speed", type=float, default=1.0, metavar="N",
-                   help="replay a --source file N times faster than real time")
+    _source(p, "without a running daemon: ")
 
     p = sub.add_parser("notify-test", help="send a test message and clip to the Telegram chat")
     _common(p)
