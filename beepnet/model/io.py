@@ -12,6 +12,7 @@ sorted training file list with labels), ``beepnet_version``, ``created``.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..fsutil import write_atomic
 from .net import SAMPLE_RATE, BeepNet, NetConfig
 
 log = logging.getLogger(__name__)
@@ -79,9 +81,9 @@ def save_model(path: str | os.PathLike, net: BeepNet, labels: list[str], thresho
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    write_atomic(path, buf.getvalue(), durable=True)
 
 
 def load_model(path: str | os.PathLike) -> ModelInfo:

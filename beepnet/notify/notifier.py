@@ -20,6 +20,7 @@ from ..fsutil import write_atomic
 from ..messages import Detection
 from .mp3 import clip_to_mp3
 from .outbox import Item, Outbox
+from .timefmt import minutes_text
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,12 @@ def _local(t: float, fmt: str = "%H:%M:%S") -> str:
     return time.strftime(fmt, time.localtime(t))
 
 
-def _duration(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def beep_caption(det: Detection, running_for: float | None) -> str:
     text = f"Beep at {_local(det.time)} (score {det.score:.2f})"
     if running_for is not None and running_for >= 60:
-        text += f"; the machine had been running for {_duration(running_for)}"
+        text += f"; the machine had been running for {minutes_text(int(running_for // 60))}"
     return text + "."
 
 

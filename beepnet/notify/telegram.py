@@ -27,6 +27,7 @@ from tenacity.wait import wait_base, wait_exponential_jitter  # noqa: E402
 
 from ..logs import redact  # noqa: E402
 from .outbox import Item  # noqa: E402
+from .timefmt import minutes_text  # noqa: E402
 
 LATE_AFTER_SECONDS = 60.0
 """An item sent this long after it was queued says how late it is."""
@@ -101,9 +102,7 @@ def late_note(item: Item, now: float) -> str:
     late = now - item.created
     if late < LATE_AFTER_SECONDS:
         return ""
-    minutes = int(late // 60)
-    span = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-    return f"(delayed {span}: could not be sent earlier) "
+    return f"(delayed {minutes_text(int(late // 60))}: could not be sent earlier) "
 
 
 async def deliver(bot: Bot, chat_id: str, item: Item, audio: Path | None, now: float) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 
+from .timefmt import minutes_text
+
 
 def _minutes(seconds: float) -> str:
-    m = int(round(seconds / 60))
-    return f"{m // 60} h {m % 60} min" if m >= 60 else f"{m} min"
+    return minutes_text(int(round(seconds / 60)))
 
 
 class Watch:
