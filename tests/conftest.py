@@ -1,7 +1,7 @@
 import os
 
 import pytest
-import vmic as _vmic
+from beepnet.testing import vmic as _vmic
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
+from beepnet.testing.fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import warnings
 
 import pytest
 import telegram
-from fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
+from beepnet.testing.fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
 from telegram.error import (
     BadRequest,
     Forbidden,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
+from beepnet.testing.fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
 from procs import beepnet_children, wait_for
 from signals import SR, convert, washer_with_beeps
 

@@ -1,4 +1,4 @@
-"""Self-test of the virtual microphone (tests/vmic.py) with the real PyAudio.
+"""Self-test of the virtual microphone (beepnet/testing/vmic.py) with the real PyAudio.
 
 What the rest of the suite relies on: PyAudio sees an input device, records
 what play() plays sample for sample and in real time, and sees the device
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import vmic as vmic_mod
-from vmic import VirtualMic
+from beepnet.testing import vmic as vmic_mod
+from beepnet.testing.vmic import VirtualMic
 
 pyaudio = pytest.importorskip("pyaudio")
 
@@ -354,8 +354,8 @@ def test_start_is_quick_and_close_leaves_nothing():
 def test_daemon_exits_when_its_owner_dies_without_stop(tmp_path):
     """A test process killed hard (os._exit, SIGKILL) must not leave the daemon behind."""
     code = (
-        "import os, sys; sys.path.insert(0, sys.argv[1]); import vmic, pathlib\n"
-        "m = vmic.VirtualMic(tmpdir=pathlib.Path(sys.argv[2])); m.start()\n"
+        "import os, sys, pathlib; from beepnet.testing import vmic\n"
+        "m = vmic.VirtualMic(tmpdir=pathlib.Path(sys.argv[1])); m.start()\n"
         "print(m._daemon.pid, m._keeper.pid, flush=True); os._exit(0)\n"
     )
     # Adopt the orphans while this runs (instead of init), to see them exit
@@ -364,7 +364,7 @@ def test_daemon_exits_when_its_owner_dies_without_stop(tmp_path):
     pr_set_child_subreaper = 36
     adopted = libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
     try:
-        out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(tmp_path / "mic")],
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "mic")],
                              check=False, capture_output=True, text=True, timeout=30)
         pids = [int(p) for p in out.stdout.split()]
         assert len(pids) == 2, out.stderr

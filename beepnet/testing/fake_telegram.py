@@ -1,4 +1,4 @@
-"""A fake Telegram Bot API server for tests.
+"""A fake Telegram Bot API server for tests and the benchmark.
 
 It speaks enough of the Bot API (https://core.telegram.org/bots/api) for
 python-telegram-bot 22 to work against it unchanged, records every request,

@@ -1,4 +1,4 @@
-"""A virtual microphone for tests on machines without a sound card.
+"""A virtual microphone for tests and the benchmark on machines without a sound card.
 
 A private PulseAudio daemon runs inside a temporary directory with one
 ``module-null-sink``.  Its monitor source is the default source, and ALSA's
@@ -201,7 +201,7 @@ class VirtualMic:
         # ALSA's default PCM and mixer go to PulseAudio (the server comes from
         # PULSE_SERVER).  Loaded after /etc/asound.conf, so "!" overrides it.
         (self.home / ".asoundrc").write_text(
-            "# written by tests/vmic.py\npcm.!default { type pulse }\nctl.!default { type pulse }\n"
+            "# written by beepnet.testing.vmic\npcm.!default { type pulse }\nctl.!default { type pulse }\n"
         )
         # Never autospawn a daemon with the system configuration.
         self.client_conf.write_text("autospawn = no\n")
@@ -215,7 +215,7 @@ class VirtualMic:
         self.daemon_conf.write_text(
             "\n".join(
                 [
-                    "# written by tests/vmic.py",
+                    "# written by beepnet.testing.vmic",
                     "daemonize = no",
                     "system-instance = no",
                     "exit-idle-time = -1",
