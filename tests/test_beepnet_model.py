@@ -164,6 +164,28 @@ def _case_load_trained(path: str) -> None:
     assert info.labels[0] == "beep" and "recall" in info.metrics and len(info.data_sha256) == 64
 
 
+def _case_original_and_fine_tuned(original: str, scratch: str, tuned: str) -> None:
+    """The original net loads and scores any length; fine-tuning starts from the shipped
+    weights (after one gentle epoch they are still far closer to them than a fresh net)."""
+    import torch
+
+    from beepnet.detectors.beepnet import BeepNetDetector
+    from beepnet.model.io import load_model
+    from beepnet.model.original import OriginalBeepNet
+
+    det = BeepNetDetector(original)
+    assert isinstance(det.net, OriginalBeepNet) and det.net.cfg.n_filters == 2
+    for seconds in (1.0, 3.0, 4.5):  # the Linear layer fits 3 s: others are padded or cut
+        s = det.score(synth.room(np.random.default_rng(3), seconds))
+        assert 0.0 <= s.score <= 1.0 and abs(sum(s.labels.values()) - 1) < 1e-4
+    shipped = load_model(SHIPPED).net.state_dict()["frontend.weight"]
+
+    def distance(path: str) -> float:
+        return float(torch.dist(load_model(path).net.state_dict()["frontend.weight"], shipped))
+
+    assert distance(tuned) < 0.2 * distance(scratch), (distance(tuned), distance(scratch))
+
+
 # --- tests ---------------------------------------------------------------------------------
 
 
@@ -208,11 +230,20 @@ def test_detect_with_a_bad_model_is_one_line(tmp_path):
     assert r.returncode == 78  # a missing model file is a configuration error
     err = r.stderr.strip()
     assert err.count("\n") == 0 and "no such file" in err and "Traceback" not in err
-    (tmp_path / "junk.pt").write_bytes(b"not a model")
-    r = beepnet("detect", "--model", str(tmp_path / "junk.pt"), str(wav))
-    assert r.returncode == 1
-    err = r.stderr.strip()
-    assert err.count("\n") == 0 and "not a readable BeepNet model" in err, err
+    # Caught before any detector loads (no torch import): junk, a cut-off copy of the
+    # shipped model, and one with a flipped byte are each one config-error line.
+    shipped = (Path(__file__).resolve().parents[1] / "models" / "beepnet-default.pt").read_bytes()
+    flipped = bytearray(shipped)
+    flipped[len(shipped) // 2] ^= 0xFF
+    bad = {"junk.pt": (b"not a model", "not a BeepNet model file"),
+           "cut.pt": (shipped[: len(shipped) // 2], "truncated"),
+           "flipped.pt": (bytes(flipped), "damaged")}
+    for name, (data, why) in bad.items():
+        (tmp_path / name).write_bytes(data)
+        r = beepnet("detect", "--model", str(tmp_path / name), str(wav))
+        assert r.returncode == 78, (name, r.stderr)
+        err = r.stderr.strip()
+        assert err.count("\n") == 0 and why in err and "Traceback" not in err, err
 
 
 def test_sessions_and_threshold_rules(worker):
@@ -257,6 +288,26 @@ def test_tiny_train_then_detect(worker, tmp_path):
     sf.write(rec, synth.room(np.random.default_rng(0), 6.0), SR)
     r = beepnet("detect", "--model", str(model), "--json", str(rec))
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model (make model)")
+def test_original_arch_and_fine_tuning_from_the_shipped_model(worker, tmp_path):
+    data = tmp_path / "user"
+    r = beepnet("synth", str(data), "--preset", "user", "--n", "200", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    labels = {p.parent.name for p in data.glob("*/*.wav")}
+    assert labels == {"beep", "washing", "spinning", "human", "not_beep"}, labels
+    models = {}
+    for name, extra in (("original", ["--arch", "original"]), ("scratch", []),
+                        ("tuned", ["--init", "default"])):
+        models[name] = str(tmp_path / f"{name}.pt")
+        r = beepnet("train", str(data), "--out", models[name], "--epochs", "1", *extra)
+        assert r.returncode == 0, (name, r.stderr)
+    worker(_case_original_and_fine_tuned, models["original"], models["scratch"],
+           models["tuned"])
+    r = beepnet("train", str(data), "--out", str(tmp_path / "x.pt"), "--arch", "original",
+                "--init", "default")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "--init" in r.stderr, r.stderr
 
 
 def test_too_few_beeps_is_a_clear_error(tmp_path):

@@ -14,6 +14,12 @@ Classes (the directory names under OUT_DIR; "beep" is the positive):
   tones), short pings (< 30 ms), a steady whine through the whole window.
 - ``other``: fan, room tone, knocks, a door, near-silence.
 
+The ``user`` preset stands for one user's first labelled set instead: one appliance
+whose beep pattern is fixed by ``appliance`` (a number; default the seed), one room and
+microphone, about 6 % beep chunks, and the folder names of a first hand labelling
+(``beep``, ``washing``, ``spinning``, ``human``, ``not_beep``). Another seed with the same
+appliance gives new recordings of the same beep: a held-out set for that user.
+
 Clips come in groups of 5 sharing a "room" (reverb and microphone settings); the
 group is in the file name, ``s<seed>g<group>_<index>.wav``, so a split can keep a group
 on one side. Clip i depends only on (seed, i), so workers change nothing.
@@ -51,6 +57,16 @@ PRESETS = {
                            "tonal": 0.15, "other": 0.15},
                 "snr_db": (-5.0, 20.0), "reverb_p": 0.7, "rt60_s": (0.2, 0.9)},
 }
+# One user's home: their machine's beep in the chunks `beepnet record` kept from a few cycles.
+USER_PRESET = {"shares": {"beep": 0.0625, "washing": 0.42, "spinning": 0.2, "human": 0.14,
+                          "not_beep": 0.1775},
+               "snr_db": (0.0, 30.0), "reverb_p": 1.0, "rt60_s": (0.2, 0.6)}
+USER_LABELS = tuple(USER_PRESET["shares"])
+_USER_BACKGROUNDS = {"washing": ("wash", "drain"), "spinning": ("spin",), "human": ("speech",),
+                     "not_beep": ("room", "fan", "knock", "door", "music", "silence"),
+                     # the end-of-cycle beep: over the last spin, the drain, a quiet room or talk
+                     "beep": ("spin", "drain", "room", "room", "speech", "door", "silence")}
+PRESETS["user"] = USER_PRESET
 BACKGROUNDS = ("wash", "drain", "spin", "fan", "room", "speech", "music", "knock", "door",
                "silence")
 _BG_CLASS = {"wash": "washer", "drain": "washer", "spin": "washer", "speech": "speech",
@@ -96,9 +112,17 @@ def _background(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
     return np.asarray(x[:n], np.float32)
 
 
-def _random_beeps(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, float]], str]:
-    """A beep pattern with random harmonics and envelope; returns audio, note times, kind."""
-    kind = str(rng.choice(["repeat", "long", "melody", "single"], p=[0.45, 0.15, 0.25, 0.15]))
+def _random_beeps(rng: np.random.Generator, end_of_cycle: bool = False
+                  ) -> tuple[np.ndarray, list[tuple[float, float]], str]:
+    """A beep pattern with random harmonics and envelope; returns audio, note times, kind.
+
+    ``end_of_cycle``: only the patterns a machine plays when it is done (no single chirp).
+    """
+    if end_of_cycle:
+        kind = str(rng.choice(["repeat", "long", "melody"], p=[0.55, 0.15, 0.3]))
+    else:
+        kind = str(rng.choice(["repeat", "long", "melody", "single"],
+                              p=[0.45, 0.15, 0.25, 0.15]))
     if kind == "single":  # one short beep (key press, "ready" chirp)
         notes = [(0.0, float(np.exp(rng.uniform(np.log(1000), np.log(6000)))),
                   rng.uniform(0.06, 0.3))]
@@ -154,14 +178,22 @@ def _tonal_negative(rng: np.random.Generator, n: int) -> tuple[np.ndarray, float
 
 
 def make_clip(seed: int, index: int, label: str, preset: str = "train",
-              ) -> tuple[np.ndarray, ClipInfo]:
-    """Clip ``index`` of the set made with ``seed``: audio (3 s) and its manifest row."""
+              appliance: int | None = None) -> tuple[np.ndarray, ClipInfo]:
+    """Clip ``index`` of the set made with ``seed``: audio (3 s) and its manifest row.
+
+    ``appliance`` (user preset only) fixes the beep pattern and the room; default: seed.
+    """
     p = PRESETS[preset]
+    user = preset == "user"
+    home = seed if appliance is None else appliance
     group = index // GROUP_SIZE
     rng = np.random.default_rng([seed, index])
-    room_rng = np.random.default_rng([seed, 1_000_000 + group])  # shared by the group
+    # shared by the group; for one user, by the whole home (one room, one microphone)
+    room_rng = np.random.default_rng([home, 3_000_000] if user else [seed, 1_000_000 + group])
     n = int(CLIP_S * SR)
-    if label in ("beep", "tonal"):
+    if user:
+        bg_kind = str(rng.choice(_USER_BACKGROUNDS[label]))
+    elif label in ("beep", "tonal"):
         bg_kind = str(rng.choice(BACKGROUNDS))
     else:
         choices = [b for b in BACKGROUNDS if _BG_CLASS[b] == label]
@@ -172,7 +204,11 @@ def make_clip(seed: int, index: int, label: str, preset: str = "train",
     if bg_kind == "silence":
         snr = float(rng.uniform(20, 50))
     if label == "beep":
-        fg, times, info.foreground = _random_beeps(rng)
+        if user:  # the same machine, the same beep, every time
+            fg, times, info.foreground = _random_beeps(np.random.default_rng([home, 4_000_000]),
+                                                       end_of_cycle=True)
+        else:
+            fg, times, info.foreground = _random_beeps(rng)
         total = times[-1][1]
         for _ in range(20):  # a position with >= 100 ms of beep inside the window
             at = rng.uniform(-total + MIN_BEEP_INSIDE_S, CLIP_S - MIN_BEEP_INSIDE_S)
@@ -195,7 +231,8 @@ def make_clip(seed: int, index: int, label: str, preset: str = "train",
         x = synth.reverb(x, np.random.default_rng([seed, 2_000_000 + index]), SR,
                          info.reverb_rt60, float(room_rng.uniform(0.1, 0.5)))
     if room_rng.random() < 0.7:
-        x = synth.mic_eq(x, np.random.default_rng([seed, 1_000_000 + group]), SR)
+        x = synth.mic_eq(x, np.random.default_rng([home, 3_000_000] if user
+                                                  else [seed, 1_000_000 + group]), SR)
     level = float(rng.uniform(-45, -3))
     peak = float(np.max(np.abs(x)))
     if peak > 0:
@@ -219,9 +256,9 @@ def plan_labels(n: int, preset: str = "train") -> list[str]:
     return labels
 
 
-def _write_one(job: tuple[str, int, int, str, str]) -> dict:
-    out_dir, seed, index, label, preset = job
-    audio, info = make_clip(seed, index, label, preset)
+def _write_one(job: tuple[str, int, int, str, str, int | None]) -> dict:
+    out_dir, seed, index, label, preset, appliance = job
+    audio, info = make_clip(seed, index, label, preset, appliance)
     rel = f"{label}/{info.group}_{index:06d}.wav"
     sf.write(os.path.join(out_dir, rel), audio, SR, subtype="PCM_16")
     info.file = rel
@@ -229,14 +266,15 @@ def _write_one(job: tuple[str, int, int, str, str]) -> dict:
 
 
 def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, preset: str = "train",
-             workers: int = 2, progress: bool = False) -> Path:
+             workers: int = 2, progress: bool = False, appliance: int | None = None) -> Path:
     """Write n clips into out_dir/<label>/*.wav and out_dir/manifest.csv; returns the manifest."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} ({', '.join(PRESETS)})")
     out = Path(out_dir)
-    for label in LABELS:
+    for label in PRESETS[preset]["shares"]:
         (out / label).mkdir(parents=True, exist_ok=True)
-    jobs = [(str(out), seed, i, lab, preset) for i, lab in enumerate(plan_labels(n, preset))]
+    jobs = [(str(out), seed, i, lab, preset, appliance)
+            for i, lab in enumerate(plan_labels(n, preset))]
     if workers > 1 and n > 50:
         with get_context("spawn").Pool(workers) as pool:
             it = pool.imap(_write_one, jobs, chunksize=16)

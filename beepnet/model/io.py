@@ -1,7 +1,7 @@
 """BeepNet model files: one ``torch.save`` dict with the weights and everything needed to use them.
 
 Keys: ``format`` (this module's file format name), ``format_version``, ``state_dict``,
-``arch`` (NetConfig as a dict), ``labels`` (class names; "beep" is the positive),
+``arch`` (NetConfig as a dict, or OriginalConfig with ``kind: original``), ``labels`` (class names; "beep" is the positive),
 ``sample_rate``, ``window_seconds``, ``hop_seconds``, ``threshold`` (operating
 threshold on P(beep)), ``metrics`` (validation figures), ``data_sha256`` (hash of the
 sorted training file list with labels), ``beepnet_version``, ``created``.
@@ -24,6 +24,7 @@ import torch
 from .. import __version__
 from ..fsutil import write_atomic
 from .net import SAMPLE_RATE, BeepNet, NetConfig
+from .original import KIND as ORIGINAL, OriginalBeepNet, OriginalConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class ModelFileError(ValueError):
 class ModelInfo:
     """A loaded model and its metadata."""
 
-    net: BeepNet
+    net: BeepNet | OriginalBeepNet
     labels: list[str]
     threshold: float
     sample_rate: int = SAMPLE_RATE
@@ -64,7 +65,14 @@ def data_hash(items: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-def save_model(path: str | os.PathLike, net: BeepNet, labels: list[str], threshold: float, *,
+def build_net(arch: dict) -> BeepNet | OriginalBeepNet:
+    """A fresh net for a model file's ``arch`` dict (files before ``kind`` are BeepNets)."""
+    if arch.get("kind") == ORIGINAL:
+        return OriginalBeepNet(OriginalConfig.from_dict(arch))
+    return BeepNet(NetConfig.from_dict({k: v for k, v in arch.items() if k != "kind"}))
+
+
+def save_model(path: str | os.PathLike, net: BeepNet | OriginalBeepNet, labels: list[str], threshold: float, *,
                metrics: dict | None = None, data_sha256: str = "", window_seconds: float = 3.0,
                hop_seconds: float = 1.5) -> None:
     """Write the model file atomically (a half-written file never replaces a good one)."""
@@ -97,6 +105,8 @@ def load_model(path: str | os.PathLike) -> ModelInfo:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if reason.isdigit():  # torch's unpickler reports some damage as a bare number
+            reason = "damaged or truncated"
         raise ModelFileError(f"{where}: not a readable BeepNet model ({reason[:120]})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelFileError(f"{where}: not a BeepNet model file")
@@ -114,12 +124,11 @@ def load_model(path: str | os.PathLike) -> ModelInfo:
     if not isinstance(threshold, float) or not 0.0 <= threshold <= 1.0:
         raise ModelFileError(f"{where}: operating threshold {threshold!r} is not in 0..1")
     try:
-        cfg = NetConfig.from_dict(blob["arch"])
-        if cfg.n_classes != len(labels):
-            raise ValueError(f"{cfg.n_classes} outputs for {len(labels)} labels")
-        net = BeepNet(cfg)
+        net = build_net(blob["arch"])
+        if net.cfg.n_classes != len(labels):
+            raise ValueError(f"{net.cfg.n_classes} outputs for {len(labels)} labels")
         net.load_state_dict(blob["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"{where}: weights do not fit the BeepNet architecture "
                              f"({reason[:120]})") from None

@@ -19,7 +19,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -187,14 +187,65 @@ def _predict(net, audio, batch_size: int = 64) -> np.ndarray:
     return np.concatenate(outs)
 
 
+def _build(arch: str, labels: list[str], init: str | None, lr: float):
+    """The net to train and its learning rate: fresh, or started from a model file."""
+    from .io import load_model
+    from .net import BeepNet, NetConfig
+    from .original import OriginalBeepNet, OriginalConfig
+
+    if arch == "original":
+        if init:
+            raise TrainError("--init only works with --arch beepnet")
+        return OriginalBeepNet(OriginalConfig(n_classes=len(labels))), lr
+    if arch != "beepnet":
+        raise TrainError(f"unknown architecture {arch!r} (beepnet or original)")
+    if not init:
+        return BeepNet(NetConfig(n_classes=len(labels))), lr
+    if init == "default":
+        from ..detectors.beepnet import find_default_model
+
+        init = str(find_default_model())
+    start = load_model(init)
+    if not isinstance(start.net, BeepNet):
+        raise TrainError(f"{init}: --init needs a BeepNet model, not the original net")
+    # The start model's own architecture, with an output per class of this data set.
+    net = BeepNet(replace(start.net.cfg, n_classes=len(labels)))
+    _transfer(start.net.state_dict(), start.labels, net, labels)
+    log.info("starting from %s (classes %s)", init, ", ".join(start.labels))
+    # Fine-tuning: a gentler rate keeps what the start model knows about beeps in general.
+    return net, lr / 3
+
+
+def _transfer(src: dict, src_labels: list[str], net, labels: list[str]) -> None:
+    """Copy every weight whose shape fits; output rows go to the classes of the same name."""
+    import torch
+
+    dst = net.state_dict()
+    with torch.no_grad():
+        for k, v in src.items():
+            if k not in dst:
+                continue
+            if dst[k].shape == v.shape and not k.startswith("classifier."):
+                dst[k].copy_(v)
+            elif k.startswith("classifier."):
+                for i, name in enumerate(labels):
+                    if name in src_labels:
+                        dst[k][i].copy_(v[src_labels.index(name)])
+    net.load_state_dict(dst)
+
+
 def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0,
-          batch_size: int = 32, threads: int = 2, patience: int = 6) -> TrainResult:
-    """Train a BeepNet on DATA_DIR, save it to ``out``, return the validation figures."""
+          batch_size: int = 32, threads: int = 2, patience: int = 6, arch: str = "beepnet",
+          init: str | None = None, lr: float = 3e-3) -> TrainResult:
+    """Train a model on DATA_DIR, save it to ``out``, return the validation figures.
+
+    ``arch``: "beepnet" or "original" (the first author's 2-filter net, a baseline).
+    ``init``: a model file (or "default", the shipped one) to start from.
+    """
     import torch
     from torch import nn
 
     from .io import data_hash, save_model
-    from .net import BeepNet, NetConfig
 
     t0 = time.monotonic()
     torch.set_num_threads(threads)
@@ -211,8 +262,8 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     counts = np.bincount(y[tr], minlength=len(labels)).astype(float)
     weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(labels), 0.0)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
-    net = BeepNet(NetConfig(n_classes=len(labels)))
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    net, lr = _build(arch, labels, init, lr)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     audio_t = torch.from_numpy(audio)
     bg_pool = audio_t[tr[np.isin(df.label.to_numpy()[tr], ["washer", "other", "speech"])]]
