@@ -8,6 +8,7 @@
     beepnet config                                     print the effective config
     beepnet devices                                    list input devices
     beepnet monitor  [--source mic|FILE] [--speed N]   live view of what the daemon hears
+    beepnet label    [DIR] [--out DIR] [--labels A,B]  label recorded chunks, one key a clip
 
 Every subcommand takes --config PATH and --set section.key=value (repeatable). Exit status:
 0 fine, 1 a file or device could not be used, 2 bad usage, 78 bad configuration.
@@ -103,6 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model file to write")
     p.add_argument("--epochs", type=int, default=15, metavar="N")
     p.add_argument("--seed", type=int, default=0, metavar="N")
+    p = sub.add_parser("label", help="label recorded chunks one key a clip: plays each, shows "
+                       "its spectrum, suggests a label from the model, moves it into a folder")
+    _common(p)
+    p.add_argument("in_dir", nargs="?", metavar="UNLABELLED_DIR",
+                   help="the chunks to label (default: record.dir, data/unlabelled)")
+    # dest names differ from --model/--out: main() turns those into detector/record settings.
+    p.add_argument("--out", dest="labelled_dir", metavar="LABELLED_DIR",
+                   help="labelled clips go to LABELLED_DIR/<label>/ (default: labelled/ beside "
+                   "UNLABELLED_DIR)")
+    p.add_argument("--labels", metavar="A,B,...", help="labels to offer besides beep and the "
+                   "folders already in LABELLED_DIR (default when there are none: not_beep)")
+    p.add_argument("--model", dest="label_model", metavar="PATH", help="model for suggestions "
+                   "(default: detector.model, else the shipped one)")
+    p.add_argument("--no-model", action="store_true", help="no suggestions (and no torch)")
+    p.add_argument("--player", metavar="CMD|none", help="command that plays a clip (its path "
+                   "is appended; default: the first of aplay, paplay, pw-play, ffplay, afplay)")
     return parser
 
 
@@ -356,8 +373,14 @@ def cmd_train(cfg: Config, args) -> int:
     return 0
 
 
+def cmd_label(cfg: Config, args) -> int:
+    from .label.terminal import cmd_label as label
+
+    return label(cfg, args)
+
+
 COMMANDS = {"synth": cmd_synth, "train": cmd_train, "run": cmd_run, "notify-test": cmd_notify_test, "doctor": cmd_doctor, "detect": cmd_detect, "record": cmd_record, "config": cmd_config,
-            "devices": cmd_devices, "monitor": cmd_monitor}
+            "devices": cmd_devices, "monitor": cmd_monitor, "label": cmd_label}
 
 if __name__ == "__main__":
     sys.exit(main())
