@@ -5,6 +5,7 @@
     beepnet record   [--minutes N] [--out DIR]         collect chunks for training
     beepnet synth    OUT_DIR [--n N] [--seed S]        generate labelled training clips
     beepnet train    DATA_DIR --out MODEL              train a BeepNet model
+    beepnet evaluate DATA_DIR --model MODEL [--out DIR]  report, confusion matrix, PR curve
     beepnet config                                     print the effective config
     beepnet devices                                    list input devices
     beepnet monitor  [--source mic|FILE] [--speed N]   live view of what the daemon hears
@@ -104,6 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model file to write")
     p.add_argument("--epochs", type=int, default=15, metavar="N")
     p.add_argument("--seed", type=int, default=0, metavar="N")
+
+    p = sub.add_parser("evaluate", help="score a model on DATA_DIR/<label>/*.wav: per-class "
+                       "report, confusion matrix, beep precision/recall, PNG figures")
+    _common(p)
+    p.add_argument("data_dir", metavar="DATA_DIR", help="labelled clips in DATA_DIR/<label>/ "
+                   "(beep and negative classes, as for train)")
+    # dest names differ from --model/--out: main() turns those into detector/record settings.
+    p.add_argument("--model", dest="eval_model", required=True, metavar="PATH",
+                   help="model file to evaluate")
+    p.add_argument("--out", dest="report_dir", metavar="DIR", help="where report.json and the "
+                   "PNGs go (default: evaluation/<model>_<data>/)")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="operating threshold on P(beep) (default: the model's own)")
+
     p = sub.add_parser("label", help="label recorded chunks one key a clip: plays each, shows "
                        "its spectrum, suggests a label from the model, moves it into a folder")
     _common(p)
@@ -373,6 +388,12 @@ def cmd_train(cfg: Config, args) -> int:
     return 0
 
 
+def cmd_evaluate(cfg: Config, args) -> int:
+    from .model.evaluate import run
+
+    return run(args.data_dir, args.eval_model, args.report_dir, args.threshold)
+
+
 def cmd_label(cfg: Config, args) -> int:
     from .label.terminal import cmd_label as label
 
@@ -380,7 +401,8 @@ def cmd_label(cfg: Config, args) -> int:
 
 
 COMMANDS = {"synth": cmd_synth, "train": cmd_train, "run": cmd_run, "notify-test": cmd_notify_test, "doctor": cmd_doctor, "detect": cmd_detect, "record": cmd_record, "config": cmd_config,
-            "devices": cmd_devices, "monitor": cmd_monitor, "label": cmd_label}
+            "devices": cmd_devices, "monitor": cmd_monitor, "label": cmd_label,
+            "evaluate": cmd_evaluate}
 
 if __name__ == "__main__":
     sys.exit(main())
