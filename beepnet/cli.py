@@ -4,7 +4,7 @@
     beepnet detect   [--json] FILE...                  find beeps in recordings
     beepnet record   [--minutes N] [--out DIR]         collect chunks for training
     beepnet synth    OUT_DIR [--n N] [--seed S]        generate labelled training clips
-    beepnet train    DATA_DIR --out MODEL              train a BeepNet model
+    beepnet train    DATA_DIR --out MODEL [--init default]  train a BeepNet model
     beepnet evaluate DATA_DIR --model MODEL [--out DIR]  report, confusion matrix, PR curve
     beepnet config                                     print the effective config
     beepnet devices                                    list input devices
@@ -95,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="clips go to OUT_DIR/<label>/*.wav")
     p.add_argument("--n", type=int, default=2000, metavar="N", help="number of clips")
     p.add_argument("--seed", type=int, default=0, metavar="S")
-    p.add_argument("--preset", default="train", choices=("train", "heldout"),
-                   help="class shares and SNR/reverb ranges (heldout: a harder mix)")
+    p.add_argument("--preset", default="train", choices=("train", "heldout", "user"),
+                   help="class shares and SNR/reverb ranges (heldout: a harder mix; user: one "
+                   "appliance's beep in one home, like a user's first labelled set)")
+    p.add_argument("--appliance", type=int, metavar="N",
+                   help="user preset: which appliance and room (default: the seed); the same "
+                   "N with another seed gives new recordings of the same beep")
 
     p = sub.add_parser("train", help="train a BeepNet model on DATA_DIR/<label>/*.wav")
     _common(p)
@@ -105,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model file to write")
     p.add_argument("--epochs", type=int, default=15, metavar="N")
     p.add_argument("--seed", type=int, default=0, metavar="N")
+    p.add_argument("--arch", default="beepnet", choices=("beepnet", "original"),
+                   help="network: beepnet (default) or the original 2-filter net (a baseline)")
+    p.add_argument("--init", metavar="MODEL|default",
+                   help="start from this model's weights ('default': the shipped model); "
+                   "classes with the same name keep their outputs")
 
     p = sub.add_parser("evaluate", help="score a model on DATA_DIR/<label>/*.wav: per-class "
                        "report, confusion matrix, beep precision/recall, PNG figures")
@@ -166,9 +175,13 @@ def main(argv: list[str] | None = None) -> int:
 def _check_detector_args(cfg: Config) -> None:
     if cfg.detector.model and cfg.detector.kind == "tone":
         raise ConfigError("detector.model is set, but detector.kind = 'tone' uses no model")
-    # Caught here, not in the classifier process (which would only die and be restarted).
-    if cfg.detector.model and not Path(cfg.detector.model).expanduser().is_file():
-        raise ConfigError(f"detector.model = {cfg.detector.model}: no such file")
+    # Caught here, before any process starts (a bad file would only stop the classifier).
+    if cfg.detector.model:
+        from .model.precheck import model_file_problem
+
+        problem = model_file_problem(cfg.detector.model)
+        if problem:
+            raise ConfigError(f"detector.model = {cfg.detector.model}: {problem}")
 
 
 def cmd_config(cfg: Config, args) -> int:
@@ -362,17 +375,19 @@ def cmd_synth(cfg: Config, args) -> int:
         print("beepnet: --n must be at least 1", file=sys.stderr)
         return 2
     manifest = generate(args.out_dir, args.n, args.seed, args.preset,
-                        progress=sys.stderr.isatty())
+                        progress=sys.stderr.isatty(), appliance=args.appliance)
     print(f"wrote {args.n} clip(s) into {args.out_dir} (manifest {manifest})")
     return 0
 
 
 def cmd_train(cfg: Config, args) -> int:
+    from .model.io import ModelFileError
     from .model.train import TrainError, train
 
     try:
-        r = train(args.data_dir, args.model_out, epochs=args.epochs, seed=args.seed)
-    except TrainError as e:
+        r = train(args.data_dir, args.model_out, epochs=args.epochs, seed=args.seed,
+                  arch=args.arch, init=args.init)
+    except (TrainError, ModelFileError) as e:
         print(f"beepnet: train: {e}", file=sys.stderr)
         return 1
     except ImportError as e:  # pandas, scikit-learn, tqdm come with the [train] extra
