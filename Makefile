@@ -1,6 +1,7 @@
 # beepnet: the entry points used locally and in CI.
 #   make demo   install into .venv on first use, then replay the bundled recording
 #   make test   install what the tests need (PulseAudio virtual microphone, ...) and run them all
+#   make bench  the benchmark behind the README's performance figures (bench/results/)
 #   make install-service / uninstall-service   the systemd service (systemd/README.md)
 
 PYTHON ?= python3
@@ -24,7 +25,7 @@ TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-uti
 
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/beepnet-demo
 
-.PHONY: model demo test install venv system-deps test-deps clean install-service uninstall-service
+.PHONY: model demo test bench install venv system-deps test-deps clean install-service uninstall-service
 
 demo: $(VENV)/.installed
 	rm -rf "$(DEMO_DIR)"
@@ -33,6 +34,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -ra --durations=15
+
+# Quality, speed, training time and the live daemon (on the virtual microphone the tests
+# use, hence their dependencies), each beside its target; about 6 minutes. Never fails for
+# a missed target. Writes bench/results/<UTC time>-<host>.json and bench/results/latest.md.
+bench: $(VENV)/.installed-test
+	$(PY) -m beepnet.bench --out bench/results
 
 install: $(VENV)/.installed
 

@@ -389,6 +389,15 @@ class VirtualMic:
                 f"--channels={self.channels}", "--format=s16le", "--raw",
                 f"--latency-msec={_KEEPER_LATENCY_MS}", f"--client-name={client_name}"]
 
+    def listen(self, client_name: str = "vmic-listen") -> subprocess.Popen:
+        """A reader of what the microphone hears: raw s16le samples at the sink's rate and
+        channel count on the returned process's stdout, as soon as they are rendered (for
+        timing when played audio reaches recorders). End it with terminate()."""
+        if not self.running:
+            raise VirtualMicError("virtual microphone is not running")
+        return subprocess.Popen(self._parec(client_name), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.env)
+
     def _wait_for_data(self) -> None:
         """Return once a fresh recorder receives samples from the monitor (end-to-end check)."""
         probe = subprocess.Popen(

@@ -1,0 +1,439 @@
+"""The daemon as a user runs it: CPU, memory and beep-to-alert latency in real time.
+
+`beepnet run` starts as a subprocess on a virtual microphone (``beepnet.testing.vmic``: the
+real PyAudio records a PulseAudio null sink) with Telegram pointed at a fake Bot API server
+(``beepnet.testing.fake_telegram``) through ``--set telegram.api_url``. Then about a minute of
+washer noise with beeps, between stretches of quiet room, is played into the microphone in
+real time, while:
+
+- ``/proc/<pid>/stat`` of the supervisor, recorder and classifier (named ``beepnet-rec`` and
+  ``beepnet-clf`` by prctl) is sampled every second: CPU % of one core over the steady part
+  (after start-up and the first seconds of sound), and ``VmHWM`` (peak RSS) at the end;
+- a reader of the microphone (``VirtualMic.listen``) timestamps when the played audio
+  reaches recorders, so each beep's end is known on this process's monotonic clock, the
+  same clock the fake server stamps requests with. Latency = time the server received
+  ``sendAudio`` - time the beep ended.
+
+Both detectors run at once, each daemon with its own fake server: one minute of audio
+instead of two, and their load on each other (a few % of a core) is far below the noise of
+a shared machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import synth
+from .report import (
+    DAEMON_CPU_PERCENT,
+    LATENCY_MEDIAN_S,
+    LATENCY_P95_S,
+    RECORDER_RSS_MB,
+    TOTAL_RSS_MB,
+    Row,
+    Target,
+    skipped_rows,
+)
+
+log = logging.getLogger(__name__)
+
+SECTION = "live"
+SR = 16000
+PROCESS_NAMES = {"supervisor": None, "recorder": "beepnet-rec", "classifier": "beepnet-clf"}
+CHAT_ID = 4242
+SEPARATION_S = 7.0
+"""Between beep starts, and from the washer's start and end to a beep: so long that the
+windows hearing one sound (3 s each, 1.5 s apart) never touch those hearing the next."""
+MAX_BEEP_S = 0.8
+ROOM_RMS = 0.0005
+"""Room tone around the washer: about -66 dBFS, below the default -50 dBFS gate."""
+ONSET_LEVEL = 0.0002
+"""Full-scale amplitude that marks the played audio's first sample in both copies (the
+microphone gives exact zeros before it; the room tone's first samples cross it at once)."""
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    seconds: float = 64.0
+    """Washer with beeps played into the microphone (between room tone)."""
+    lead_s: float = 2.0
+    """Room tone before the washer."""
+    beeps: int = 8
+    settle_s: float = 10.0
+    """Start of the washer left out of the CPU figure (the first windows, the first alert's
+    MP3 encoder start-up)."""
+    tail_s: float = 8.0
+    """Room tone after the washer, while the last alerts go out."""
+    detectors: tuple[str, ...] = ("tone", "beepnet")
+    seed: int = 31
+
+
+QUICK = LiveSettings(seconds=16.0, beeps=1, settle_s=4.0, tail_s=5.0)
+
+
+def measures(detector: str) -> dict[str, tuple[str, Target]]:
+    """The rows one daemon gives (skipped ones too): key -> (measure, target)."""
+    return {"cpu": (f"daemon CPU, % of one core, {detector} detector", DAEMON_CPU_PERCENT),
+            "rss": (f"daemon peak RSS, all processes, {detector} detector", TOTAL_RSS_MB),
+            "recorder": (f"recorder peak RSS, {detector} detector", RECORDER_RSS_MB),
+            "median": (f"beep end to alert request, median, {detector} detector",
+                       LATENCY_MEDIAN_S),
+            "p95": (f"beep end to alert request, p95, {detector} detector", LATENCY_P95_S)}
+
+
+def signal_with_beeps(s: LiveSettings) -> tuple[np.ndarray, list[tuple[float, float]], float]:
+    """Room tone, then a running washer with single beeps, then room tone again for
+    ``tail_s``; returns the audio, (start, end) of each beep and the washer's start, all in
+    seconds from the signal's first sample.
+
+    The room tone sits below the default gate, like a quiet room, and keeps the microphone
+    from ever jumping between digital silence and a washer (no real microphone does that).
+    Beeps are at least SEPARATION_S from each other and from the washer's start and end:
+    the windows hearing one never touch those hearing another sound, so each beep is its own
+    event and alert (with the cooldown off), whatever a detector makes of the rest.
+    """
+    rng = np.random.default_rng(s.seed)
+    x = synth.room(rng, s.lead_s + s.seconds + s.tail_s, level=ROOM_RMS)
+    washer = synth.washer(rng, s.seconds, phase="wash")
+    washer *= synth.envelope(len(washer), SR, 1.0, 1.0)  # the machine fades in and out
+    # Evenly spread between SEPARATION_S after the start and SEPARATION_S before the end.
+    span = s.seconds - 2 * SEPARATION_S - MAX_BEEP_S
+    step = span / (s.beeps - 1) if s.beeps > 1 else 0.0
+    if span < 0 or (s.beeps > 1 and step < SEPARATION_S):
+        raise ValueError(f"{s.seconds:.0f} s of washer is too short for {s.beeps} beeps")
+    beeps = []
+    for k in range(s.beeps):
+        length = float(rng.uniform(0.3, MAX_BEEP_S))
+        at = round((SEPARATION_S + k * step) * SR) / SR
+        washer = synth.mix(washer, synth.beep(float(rng.uniform(1800, 4200)), length), at,
+                           float(rng.uniform(6, 15)))
+        beeps.append((s.lead_s + at, s.lead_s + at + length))
+    start = int(s.lead_s * SR)
+    x[start:start + len(washer)] += washer
+    return np.clip(x, -1, 1).astype(np.float32), beeps, s.lead_s
+
+
+# ------------------------------------------------------------------------------ /proc
+
+def _children(pid: int) -> dict[str, int]:
+    """{comm: pid} of ``pid``'s children."""
+    out = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+            comm = (p / "comm").read_text().strip()
+        except OSError:
+            continue
+        # The fields after the parenthesised command name (which may hold spaces): ppid is 2nd.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out[comm] = int(p.name)
+    return out
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """utime + stime of a process, in clock ticks; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in kB."""
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key = line.split(":", 1)[0]
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
+class Sampler:
+    """Samples CPU ticks and memory of a daemon's processes once a second, in a thread."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 1.0):
+        self.pids = pids
+        self.interval = interval
+        self.samples: list[tuple[float, dict[str, int | None]]] = []
+        self.rss_kb: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def start(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sample()
+
+    def _sample(self) -> None:
+        self.samples.append((time.monotonic(),
+                             {name: cpu_ticks(pid) for name, pid in self.pids.items()}))
+        for name, pid in self.pids.items():
+            rss = memory_kb(pid).get("VmRSS")
+            if rss:
+                self.rss_kb[name] = max(self.rss_kb.get(name, 0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def cpu_percent(self, start: float, end: float) -> dict[str, float]:
+        """CPU % of one core per process between the samples nearest inside [start, end]."""
+        inside = [(t, s) for t, s in self.samples if start <= t <= end]
+        if len(inside) < 2:
+            return {}
+        (t0, a), (t1, b) = inside[0], inside[-1]
+        hz = os.sysconf("SC_CLK_TCK")
+        return {name: 100.0 * (b[name] - a[name]) / hz / (t1 - t0)
+                for name in self.pids if a.get(name) is not None and b.get(name) is not None}
+
+
+# ------------------------------------------------------------------- playback clock
+
+class PlaybackClock:
+    """When the played audio reached the microphone, on time.monotonic().
+
+    Reads the microphone's raw samples as they are rendered. The time of stream sample 0 is
+    estimated from every block read as (arrival time - samples so far / rate), keeping the
+    earliest: a read delayed by a busy CPU only ever looks later. The played signal is found
+    by its first sample at or above ONSET_LEVEL. A sample's time is thus the earliest moment
+    any recorder could have had it; latencies measured from it err on the long side, by at
+    most the sink's 100 ms block.
+    """
+
+    def __init__(self, mic):
+        self.rate, self.channels = mic.rate, mic.channels
+        self._proc = mic.listen("bench-clock")
+        self._zero = float("inf")
+        self._samples = 0
+        self._armed = threading.Event()
+        self.onset_sample: int | None = None
+        self._thread = threading.Thread(target=self._read, name="bench-clock", daemon=True)
+        self._thread.start()
+
+    def arm(self) -> None:
+        """Look for the onset from now on (the microphone is silent until the playback)."""
+        self._armed.set()
+
+    def _read(self) -> None:
+        fd = self._proc.stdout.fileno()
+        frame = 2 * self.channels
+        rest = b""
+        level = int(ONSET_LEVEL * 32768)
+        while True:
+            data = os.read(fd, 1 << 14)
+            now = time.monotonic()
+            if not data:
+                return
+            data = rest + data
+            usable = len(data) - len(data) % frame
+            block, rest = data[:usable], data[usable:]
+            x = np.frombuffer(block, np.int16)[:: self.channels]
+            if self._armed.is_set() and self.onset_sample is None:
+                loud = np.flatnonzero(np.abs(x.astype(np.int32)) >= level)
+                if len(loud):
+                    self.onset_sample = self._samples + int(loud[0])
+            self._samples += len(x)
+            self._zero = min(self._zero, now - self._samples / self.rate)
+
+    def onset_time(self) -> float | None:
+        """Monotonic time at which the played signal's onset reached the microphone."""
+        if self.onset_sample is None:
+            return None
+        return self._zero + self.onset_sample / self.rate
+
+    def close(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+        self._thread.join(5)
+        self._proc.stdout.close()
+
+
+# ------------------------------------------------------------------------ the daemon
+
+class Daemon:
+    """One `beepnet run` with its own fake Bot API server and storage directory."""
+
+    def __init__(self, detector: str, work: Path, mic_env: dict[str, str]):
+        from ..testing.fake_telegram import FakeTelegram
+
+        self.detector = detector
+        # A token per daemon, in Telegram's shape (bot id, colon, 35 characters).
+        self.token = f"{100000000 + zlib.crc32(detector.encode()) % 10**8}:{'BenchToken' * 4}"[:45]
+        self.tg = FakeTelegram(token=self.token, chats={CHAT_ID}).start()
+        self.dir = work / f"live-{detector}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / "daemon.log"
+        env = dict(mic_env, BEEPNET_TELEGRAM_TOKEN=self.token,
+                   BEEPNET_TELEGRAM_CHAT_ID=str(CHAT_ID))
+        env.pop("BEEPNET_CONFIG", None)  # the built-in defaults, as a new user has them
+        with open(self.log_path, "w") as logf:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "beepnet", "run",
+                 "--set", f"storage.dir={self.dir / 'state'}",
+                 "--set", f"telegram.api_url={self.tg.url}",
+                 "--set", f"detector.kind={detector}",
+                 # Every beep of the minute should alert: without this only the first would.
+                 "--set", "notify.cooldown_minutes=0"],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        self.pids: dict[str, int] = {}
+
+    def log_tail(self, chars: int = 1500) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until both children run and the "listening" message reached the server."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"beepnet run ({self.detector}) exited with "
+                                   f"{self.proc.returncode}:\n{self.log_tail()}")
+            kids = _children(self.proc.pid)
+            if (set(PROCESS_NAMES.values()) - {None} <= set(kids)
+                    and any("listening" in r.fields.get("text", "")
+                            for r in self.tg.requests("sendMessage"))):
+                self.pids = {"supervisor": self.proc.pid,
+                             **{name: kids[comm] for name, comm in PROCESS_NAMES.items()
+                                if comm}}
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"beepnet run ({self.detector}) not listening after {timeout:.0f} s:"
+                           f"\n{self.log_tail()}")
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        return {name: memory_kb(pid).get("VmHWM", 0) / 1024 for name, pid in self.pids.items()}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                log.warning("beepnet run (%s) ignored SIGTERM for 20 s; killing it",
+                            self.detector)
+                self.proc.kill()
+                self.proc.wait(5)
+        self.tg.stop()
+
+
+def latencies(beep_ends: list[float], beep_starts: list[float], requests: list[float],
+              window: float = 8.0) -> tuple[list[float], int]:
+    """Latency of each beep's first alert request (within ``window`` s of its start) and the
+    number of requests that belong to no beep."""
+    used: set[int] = set()
+    out = []
+    for start, end in zip(beep_starts, beep_ends):
+        for i, t in enumerate(requests):
+            if i not in used and start <= t < start + window:
+                used.add(i)
+                out.append(t - end)
+                break
+    return out, len(requests) - len(used)
+
+
+def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
+    from ..testing import vmic
+
+    reason = vmic.available()
+    if reason:
+        return [r for d in settings.detectors
+                for r in skipped_rows(SECTION, list(measures(d).values()), reason)], \
+            {"skipped": reason}
+    audio, beeps, washer_at = signal_with_beeps(settings)
+    details: dict = {"settings": asdict(settings), "beeps": beeps}
+    daemons: list[Daemon] = []
+    with vmic.VirtualMic(rate=48000) as mic:
+        try:
+            for det in settings.detectors:
+                daemons.append(Daemon(det, work, mic.env))
+            for d in daemons:
+                d.wait_ready(60)
+            samplers = {d.detector: Sampler(d.pids).start() for d in daemons}
+            clock = PlaybackClock(mic)
+            try:
+                time.sleep(1.0)  # the clock reader's first blocks: silence
+                clock.arm()
+                log.info("live: playing %.0f s (%.0f s of washer, %d beeps) into the virtual "
+                         "microphone", len(audio) / SR, settings.seconds, len(beeps))
+                t_play = time.monotonic()
+                mic.play(audio, rate=SR)  # returns once the tail has played too
+                want = len(beeps)
+                deadline = time.monotonic() + 3.0  # the tail's grace, if it was not enough
+                while time.monotonic() < deadline and any(
+                        len(d.tg.requests("sendAudio")) < want for d in daemons):
+                    time.sleep(0.2)
+                onset = clock.onset_time()
+            finally:
+                clock.close()
+            for s in samplers.values():
+                s.stop()
+            peaks = {d.detector: d.peak_rss_mb() for d in daemons}
+        finally:
+            for d in daemons:
+                d.stop()
+    if onset is None:
+        raise RuntimeError("the played audio never reached the microphone reader")
+    # Sample index of the onset in the played signal, at its own rate.
+    first = int(np.flatnonzero(np.abs(audio) >= ONSET_LEVEL)[0])
+    t0 = onset - first / SR
+    details["playback_start_delay_s"] = t0 - t_play
+    rows: list[Row] = []
+    for d in daemons:
+        # Steady part: from settle_s after the washer starts until it stops.
+        cpu = samplers[d.detector].cpu_percent(t0 + washer_at + settings.settle_s,
+                                               t0 + washer_at + settings.seconds)
+        peak = peaks[d.detector]
+        reqs = [r.time for r in d.tg.requests("sendAudio")]
+        lat, false = latencies([t0 + e for _, e in beeps], [t0 + s for s, _ in beeps], reqs)
+        details[d.detector] = {"cpu_percent": cpu, "peak_rss_mb": peak,
+                               "max_sampled_rss_mb": {k: v / 1024 for k, v in
+                                                      samplers[d.detector].rss_kb.items()},
+                               "latencies_s": lat, "false_alerts": false,
+                               # seconds into the played signal, to compare with "beeps"
+                               "alerts_at_s": [round(t - t0, 3) for t in reqs],
+                               "alerts": len(reqs), "pids": d.pids}
+        per = ", ".join(f"{k} {v:.1f}%" for k, v in cpu.items())
+        alerted = f"{len(lat)} of {len(beeps)} beeps alerted" + (
+            f", {false} other alerts" if false else "")
+        m = measures(d.detector)
+        rows += [
+            Row(SECTION, m["cpu"][0], sum(cpu.values()) if cpu else None, "%", m["cpu"][1],
+                fmt=".1f", note=per),
+            Row(SECTION, m["rss"][0], sum(peak.values()), "MB", m["rss"][1], fmt=".0f",
+                note=", ".join(f"{k} {v:.0f}" for k, v in peak.items())),
+            Row(SECTION, m["recorder"][0], peak.get("recorder"), "MB", m["recorder"][1],
+                fmt=".0f"),
+            Row(SECTION, m["median"][0], float(np.median(lat)) if lat else None, "s",
+                m["median"][1], fmt=".2f", note=alerted),
+            Row(SECTION, m["p95"][0], float(np.percentile(lat, 95)) if lat else None, "s",
+                m["p95"][1], fmt=".2f"),
+        ]
+    return rows, details

@@ -1,0 +1,204 @@
+"""Speed on one core: offline detection throughput, per-chunk inference, user-sized training.
+
+- ``beepnet detect`` throughput: ``detect_file`` (the command's own code path: decoding,
+  resampling, windowing, gate, detector, events) over a few minutes of generated household
+  audio with beeps, in this process pinned to one CPU with one torch thread, after the
+  detector is loaded; best of a few runs, since other jobs on a shared machine only ever
+  slow a run down. The whole command, interpreter and model loading included, is timed
+  too, as a user would see it.
+- Inference per 3-s chunk: ``detector.score`` on a few hundred different windows of that
+  audio after a warm-up; median and 95th percentile.
+- Training on a user's first labelled set: ``beepnet synth --preset user`` (about 40 beep
+  and 600 other chunks), then ``beepnet train`` on it with its defaults, timed from the
+  outside as the user would run it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import AudioConfig, DetectorConfig
+from ..detect import detect_file
+from ..detectors import load_detector
+from .report import DETECT_REALTIME, INFERENCE_MS, USER_TRAINING_S, Row, skipped_rows
+
+log = logging.getLogger(__name__)
+
+SECTION = "speed"
+DETECTORS = (("tone", "tone detector"), ("beepnet", "BeepNet"))
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    audio_seconds: float = 300.0
+    """Length of the generated recording detect runs over."""
+    runs: int = 3
+    """detect_file runs per detector; the fastest counts."""
+    windows: int = 300
+    """Windows timed for per-chunk inference (after `warmup`)."""
+    warmup: int = 20
+    user_clips: int = 640
+    user_epochs: int = 15
+    """`beepnet train`'s default."""
+    seed: int = 77
+
+
+# The user preset has about 6 % beeps; train needs 10 of them.
+QUICK = SpeedSettings(audio_seconds=30.0, runs=1, windows=40, warmup=3, user_clips=200,
+                      user_epochs=1)
+
+
+@contextlib.contextmanager
+def one_core():
+    """Pin this thread to one CPU (the last one usable) and torch to one thread."""
+    cpus = os.sched_getaffinity(0)
+    cpu = max(cpus)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+    except ImportError:
+        torch = None
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, cpus)  # later children (the live daemon) must not inherit it
+        if torch is not None:
+            torch.set_num_threads(threads)
+
+
+def _recording(s: SpeedSettings, work: Path) -> Path:
+    """A household stream with beeps, as `beepnet detect` would be given."""
+    import soundfile as sf
+
+    from ..model import streams
+
+    path = work / "speed.wav"
+    audio, _ = streams.make_stream(s.seed, 0, s.audio_seconds,
+                                   max(1, int(s.audio_seconds // 40)), preset="train")
+    sf.write(path, audio, streams.SR, subtype="PCM_16")
+    return path
+
+
+def _windows(path: Path, n: int, audio_cfg: AudioConfig) -> list[np.ndarray]:
+    """n different 3-s windows spread over the recording (overlapping when it is short)."""
+    from ..audio.files import read_audio
+
+    x = read_audio(path, audio_cfg.sample_rate)
+    size = int(audio_cfg.chunk_seconds * audio_cfg.sample_rate)
+    starts = np.linspace(0, max(0, len(x) - size), n).astype(int)
+    return [np.ascontiguousarray(x[i:i + size]) for i in starts]
+
+
+def _cli_detect(path: Path, model: bool, cpu: int) -> float:
+    """Wall seconds of the whole `beepnet detect` command on one CPU."""
+    cmd = [sys.executable, "-m", "beepnet", "detect", "--json", str(path)]
+    if model:
+        cmd += ["--set", "detector.kind=beepnet"]
+    t = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False,
+                       preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    took = time.monotonic() - t
+    if r.returncode != 0:
+        raise RuntimeError(f"beepnet detect failed ({r.returncode}): {r.stderr.strip()[-300:]}")
+    return took
+
+
+def detection(s: SpeedSettings, work: Path) -> tuple[list[Row], dict]:
+    audio_cfg = AudioConfig()
+    path = _recording(s, work)
+    windows = _windows(path, s.warmup + s.windows, audio_cfg)
+    rows: list[Row] = []
+    details: dict = {"settings": asdict(s)}
+    for key, label in DETECTORS:
+        try:
+            det = load_detector(DetectorConfig(kind=key))
+        except ValueError as e:  # the shipped model is missing
+            rows += skipped_rows(SECTION, [(f"detect throughput, {label}", DETECT_REALTIME),
+                                           (f"inference per chunk, {label}", INFERENCE_MS)],
+                                 str(e))
+            continue
+        with one_core() as cpu:
+            runs = []
+            for _ in range(s.runs):
+                t = time.perf_counter()
+                result = detect_file(str(path), det, audio_cfg)
+                runs.append(time.perf_counter() - t)
+            for w in windows[:s.warmup]:
+                det.score(w)
+            times = []
+            for w in windows[s.warmup:]:
+                t = time.perf_counter()
+                det.score(w)
+                times.append(time.perf_counter() - t)
+        ms = np.array(times) * 1000
+        median, p95 = float(np.median(ms)), float(np.percentile(ms, 95))
+        realtime = result.duration / min(runs)
+        cli = _cli_detect(path, key == "beepnet", cpu)
+        details[key] = {"cpu": cpu, "run_seconds": runs, "audio_seconds": result.duration,
+                        "windows": result.windows, "windows_scored": result.windows_scored,
+                        "events": len(result.events), "inference_ms_median": median,
+                        "inference_ms_p95": p95, "inference_ms_max": float(ms.max()),
+                        "cli_seconds": cli}
+        rows += [
+            Row(SECTION, f"detect throughput, {label}", realtime, "×", DETECT_REALTIME,
+                fmt=".0f", note=f"{_minutes(result.duration)} of audio in "
+                f"{min(runs):.2f} s, one core, best of {len(runs)}"),
+            Row(SECTION, f"inference per chunk, {label}, median", median, "ms", INFERENCE_MS,
+                fmt=".2f", note=f"{len(ms)} windows"),
+            Row(SECTION, f"inference per chunk, {label}, p95", p95, "ms", INFERENCE_MS,
+                fmt=".2f"),
+            Row(SECTION, f"`beepnet detect` command, {label}, start-up included",
+                result.duration / cli, "×", fmt=".0f",
+                note=f"{cli:.1f} s for {_minutes(result.duration)}, one core"),
+        ]
+    return rows, details
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def user_training(s: SpeedSettings, work: Path) -> tuple[list[Row], dict]:
+    """Time `beepnet train` on a user-sized set, as the user runs it."""
+    from ..model import dataset
+
+    section, measure = "training", "training on a user's set (`beepnet train`)"
+    if "user" not in dataset.PRESETS:
+        return skipped_rows(section, [(measure, USER_TRAINING_S)],
+                            "this beepnet's synth has no --preset user"), {}
+    data, model = work / "user-set", work / "user.pt"
+    bn = [sys.executable, "-m", "beepnet"]
+    r = subprocess.run(bn + ["synth", str(data), "--n", str(s.user_clips), "--preset", "user",
+                             "--seed", str(s.seed)], capture_output=True, text=True, timeout=600,
+                       check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"beepnet synth failed: {r.stderr.strip()[-300:]}")
+    counts = {p.name: len(list(p.glob("*.wav"))) for p in sorted(data.iterdir()) if p.is_dir()}
+    t = time.monotonic()
+    r = subprocess.run(bn + ["train", str(data), "--out", str(model),
+                             "--epochs", str(s.user_epochs)],
+                       capture_output=True, text=True, timeout=1800, check=False)
+    took = time.monotonic() - t
+    if r.returncode != 0:
+        raise RuntimeError(f"beepnet train failed: {r.stderr.strip()[-300:]}")
+    found = re.search(r"(\d+) epoch\(s\)", r.stdout)  # the command's summary line
+    ran = int(found.group(1)) if found else None
+    beeps = counts.get("beep", 0)
+    note = (f"{beeps} beep + {sum(counts.values()) - beeps} other chunks, "
+            f"{ran if ran is not None else '?'} epoch{'' if ran == 1 else 's'}"
+            + (" (early stop)" if ran is not None and ran < s.user_epochs else ""))
+    return ([Row(section, measure, took, "s", USER_TRAINING_S, fmt=".0f", note=note)],
+            {"seconds": took, "clips": counts, "output": r.stdout.strip()})

@@ -1,0 +1,68 @@
+"""The benchmark's smoke run: ``python -m beepnet.bench --quick`` must keep working.
+
+Tiny sizes and a few seconds of live audio (about 45 s in all), in a subprocess: the
+benchmark imports torch, which must stay out of this process (test_detect checks its peak
+memory). Only that every row is there with a sane number is checked, never a target: a slow
+machine is a result, not a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from beepnet.testing import vmic
+
+SECTIONS = {"quality": 12, "speed": 8, "training": 1, "live": 10}
+# (section, words in the measure) -> range a sane value falls in
+SANE = [
+    ("quality", "recall", 0.0, 1.0),
+    ("quality", "precision", 0.0, 1.0),
+    ("quality", "false alarms", 0.0, 1e5),
+    ("speed", "throughput", 1.0, 1e6),
+    ("speed", "inference", 0.01, 1000.0),
+    ("speed", "command", 0.1, 1e6),
+    ("training", "training", 0.5, 1200.0),
+    ("live", "CPU", 0.01, 100.0),
+    ("live", "RSS", 10.0, 4000.0),
+    ("live", "alert", -1.0, 10.0),
+]
+
+
+def test_quick_benchmark_writes_every_row(tmp_path):
+    out = tmp_path / "results"
+    r = subprocess.run([sys.executable, "-m", "beepnet.bench", "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "| part | measure | value | target |" in r.stdout
+    (js,) = out.glob("*.json")
+    report = json.loads(js.read_text())
+    md = (out / "latest.md").read_text()
+    assert report["machine"]["cpu"] and report["machine"]["python"] and report["machine"]["git"]
+    assert report["settings"]["quick"] is True
+
+    rows = report["rows"]
+    assert {s: sum(x["section"] == s for x in rows) for s in SECTIONS} == SECTIONS, rows
+    no_mic = vmic.available()
+    for row in rows:
+        assert row["measure"] in md
+        if row["skipped"]:
+            # Only the live part may be skipped, and only where PulseAudio is missing.
+            assert row["section"] == "live" and no_mic, row
+            continue
+        value = row["value"]
+        if value is None:
+            # Only where there was nothing to measure: precision without a detection, a
+            # latency without an alert (the tone detector does catch the smoke run's beep).
+            assert ("precision" in row["measure"] or ("alert" in row["measure"]
+                                                      and "tone" not in row["measure"])), row
+            continue
+        assert math.isfinite(value), row
+        lo, hi = next((lo, hi) for sec, words, lo, hi in SANE
+                      if sec == row["section"] and words in row["measure"])
+        assert lo <= value <= hi, row
+        if row["target"]:
+            assert row["ok"] == (value <= row["target"]["limit"] if row["target"]["op"] == "<="
+                                 else value >= row["target"]["limit"])
