@@ -52,8 +52,10 @@ def detect_file(path: str, detector: Detector, audio: AudioConfig,
             if not gate.opens(w.audio[: w.valid]):
                 continue
             scored += 1
+            # Only the real audio, as the recorder writes it: the last window's zero
+            # padding is not sound (a model would hear the sudden silence as an event).
             _, closed = tracker.update(w.start / rate, (w.start + w.valid) / rate,
-                                       detector.score(w.audio))
+                                       detector.score(w.audio[: w.valid]))
             if closed:
                 events.append(closed)
         duration = f.duration

@@ -186,6 +186,23 @@ def _case_original_and_fine_tuned(original: str, scratch: str, tuned: str) -> No
     assert distance(tuned) < 0.2 * distance(scratch), (distance(tuned), distance(scratch))
 
 
+def _case_onsets_are_not_beeps() -> None:
+    """The shipped model hears a machine starting or stopping after quiet as no beep."""
+    from beepnet.detectors.beepnet import BeepNetDetector
+
+    det = BeepNetDetector(SHIPPED)
+    rng = np.random.default_rng(8)
+    scores = []
+    for phase in ("wash", "spin", "drain"):
+        loud = synth.washer(rng, 3.0, phase=phase)
+        for cut_s in (0.5, 1.5, 2.5):
+            k = int(cut_s * SR)
+            for quiet in (np.zeros(k, np.float32), synth.room(rng, cut_s)[:k] * 0.01):
+                scores.append(det.score(np.concatenate([quiet, loud[: 3 * SR - k]])).score)
+                scores.append(det.score(np.concatenate([loud[: 3 * SR - k], quiet])).score)
+    assert max(scores) < det.threshold, (max(scores), det.threshold)
+
+
 # --- tests ---------------------------------------------------------------------------------
 
 
@@ -330,3 +347,8 @@ def test_shipped_model_finds_the_demo_beeps_and_nothing_else():
     assert len(events) == 1, events
     assert abs(events[0]["start"] - beeps[0][0]) < 0.3, events
     assert abs(events[0]["end"] - beeps[-1][1]) < 0.3, events
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model (make model)")
+def test_a_machine_starting_or_stopping_is_not_a_beep(worker):
+    worker(_case_onsets_are_not_beeps)

@@ -1,8 +1,13 @@
 """The BeepNet detector: the trained 1D-conv network (beepnet.model) scoring windows.
 
 One CPU thread (the daemon's classifier is a process of its own), inference mode, and
-no per-window allocations beyond torch's own. The score is P(beep) from the clip output;
-start/end come from the frame outputs (per-frame P(beep)), about 20 ms apart.
+no per-window allocations beyond torch's own. The score is P(beep) from the clip output.
+
+Where the beep is (start/end) is only worked out for windows that score as beeps. The
+network's frame outputs give a coarse region (they are trained through the clip label
+only, so their edges are vague); inside it, the tone detector's spectral-peak tracking
+finds the tones themselves to about 10 ms. A beep the tracker cannot follow (heavy
+harmonics, a glide) keeps the coarse region.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 import torch
 
 from beepnet.detectors.base import WindowScore
+from beepnet.detectors.tone import ToneDetector
 from beepnet.model.io import ModelFileError, load_model
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,7 @@ class BeepNetDetector:
         self.labels = list(self.info.labels)
         self._beep = self.info.beep_index
         self._frame_s = self.net.frame_seconds
+        self._tones = ToneDetector(self.sample_rate)
         with torch.inference_mode():  # warm-up: the first call pays torch's one-off setup
             self.net(torch.zeros(1, int(self.info.window_seconds * self.sample_rate)))
         log.debug("loaded %s", self.describe())
@@ -70,6 +77,7 @@ class BeepNetDetector:
 
     def score(self, window: np.ndarray) -> WindowScore:
         x = np.asarray(window, dtype=np.float32).reshape(-1)
+        n = len(x)
         min_len = self.net.cfg.kernel  # shorter than one filter: pad (silence adds nothing)
         if len(x) < min_len:
             x = np.pad(x, (0, min_len - len(x)))
@@ -81,12 +89,18 @@ class BeepNetDetector:
         score = labels["beep"]
         start = end = None
         if score >= self.threshold:
-            start, end = self._locate(frame_p, len(window) / self.sample_rate)
+            start, end = self._locate(x[:n], frame_p, n / self.sample_rate)
         return WindowScore(score=score, labels=labels, start=start, end=end)
 
-    def _locate(self, frame_p: np.ndarray, duration: float) -> tuple[float, float]:
-        """The span of frames whose P(beep) is at least half the best frame's."""
+    def _locate(self, x: np.ndarray, frame_p: np.ndarray, duration: float
+                ) -> tuple[float, float]:
+        """The beep's span: tone runs inside the frames' coarse region, else that region."""
         on = np.flatnonzero(frame_p >= 0.5 * frame_p.max())
         start = max(0.0, on[0] * self._frame_s - 0.5 * self._frame_s)
         end = min(duration, (on[-1] + 1) * self._frame_s)
+        margin = 0.25  # the coarse edges are vague by about this much
+        runs = [r for r in self._tones.runs(x) if r.score >= self._tones.threshold
+                and r.end > start - margin and r.start < end + margin]
+        if runs:
+            start, end = min(r.start for r in runs), min(duration, max(r.end for r in runs))
         return float(start), float(max(end, start))

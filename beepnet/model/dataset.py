@@ -88,6 +88,9 @@ class ClipInfo:
     beep_start: float = float("nan")
     beep_end: float = float("nan")
     reverb_rt60: float = 0.0
+    splice: str = ""
+    """"onset"/"offset" when the background starts/stops inside the clip ("...-zero":
+    against digital silence, as in the zero-padded last window of a recording)."""
 
 
 def _background(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
@@ -110,6 +113,34 @@ def _background(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
     else:
         x = synth.room(rng, dur, level=rng.uniform(0.0005, 0.003))
     return np.asarray(x[:n], np.float32)
+
+
+SPLICE_P = 0.3
+
+
+def _splice_quiet(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """Sometimes let the background start or stop inside the clip.
+
+    Sounds begin and end after quiet: the washer starts, water runs, the recording
+    ends. A model that only saw steady backgrounds takes such an edge for a beep's sharp
+    onset, so ~30 % of clips get one: the background against a much quieter room tone
+    (30-60 dB down) or digital silence, switched over within 5-100 ms.
+    """
+    if rng.random() >= SPLICE_P:
+        return x, ""
+    n = len(x)
+    rms = float(np.sqrt(np.mean(x ** 2))) or 1e-6
+    zero = rng.random() < 0.25
+    quiet = (np.zeros(n, np.float32) if zero else
+             synth.set_rms(synth.room(rng, n / SR), rms * 10 ** (-rng.uniform(30, 60) / 20)))
+    cut = int(rng.uniform(0.3, CLIP_S - 0.3) * SR)
+    fade = max(1, int(rng.uniform(0.005, 0.1) * SR))
+    ramp = np.clip((np.arange(n) - cut) / fade + 0.5, 0.0, 1.0).astype(np.float32)
+    onset = rng.random() < 0.5
+    if not onset:
+        ramp = 1.0 - ramp
+    kind = ("onset" if onset else "offset") + ("-zero" if zero else "")
+    return (x[:n] * ramp + quiet[:n] * (1 - ramp)).astype(np.float32), kind
 
 
 def _random_beeps(rng: np.random.Generator, end_of_cycle: bool = False
@@ -199,7 +230,9 @@ def make_clip(seed: int, index: int, label: str, preset: str = "train",
         choices = [b for b in BACKGROUNDS if _BG_CLASS[b] == label]
         bg_kind = str(rng.choice(choices))
     x = _background(rng, bg_kind, n)
-    info = ClipInfo(file="", label=label, group=f"s{seed}g{group:05d}", background=bg_kind)
+    x, info_splice = _splice_quiet(x, np.random.default_rng([seed, 5_000_000 + index]))
+    info = ClipInfo(file="", label=label, group=f"s{seed}g{group:05d}", background=bg_kind,
+                    splice=info_splice)
     snr = float(rng.uniform(*p["snr_db"]))
     if bg_kind == "silence":
         snr = float(rng.uniform(20, 50))

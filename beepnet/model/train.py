@@ -194,11 +194,7 @@ def _build(arch: str, labels: list[str], init: str | None, lr: float):
     from .original import OriginalBeepNet, OriginalConfig
 
     if arch == "original":
-        if init:
-            raise TrainError("--init only works with --arch beepnet")
         return OriginalBeepNet(OriginalConfig(n_classes=len(labels))), lr
-    if arch != "beepnet":
-        raise TrainError(f"unknown architecture {arch!r} (beepnet or original)")
     if not init:
         return BeepNet(NetConfig(n_classes=len(labels))), lr
     if init == "default":
@@ -247,6 +243,10 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
 
     from .io import data_hash, save_model
 
+    if arch not in ("beepnet", "original"):
+        raise TrainError(f"unknown architecture {arch!r} (beepnet or original)")
+    if arch == "original" and init:
+        raise TrainError("--init only works with --arch beepnet")
     t0 = time.monotonic()
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
