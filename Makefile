@@ -36,8 +36,8 @@ test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -ra --durations=15
 
 # Quality, speed, training time and the live daemon (on the virtual microphone the tests
-# use, hence their dependencies), each beside its target; about 6 minutes. Never fails for
-# a missed target. Writes bench/results/<UTC time>-<host>.json and bench/results/latest.md.
+# use, hence their dependencies), each beside its target; about 4 minutes on 2 cores. Never
+# fails for a missed target. Writes bench/results/<UTC time>-<host>.json and latest.md.
 bench: $(VENV)/.installed-test
 	$(PY) -m beepnet.bench --out bench/results
 
