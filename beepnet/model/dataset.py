@@ -61,7 +61,6 @@ PRESETS = {
 USER_PRESET = {"shares": {"beep": 0.0625, "washing": 0.42, "spinning": 0.2, "human": 0.14,
                           "not_beep": 0.1775},
                "snr_db": (0.0, 30.0), "reverb_p": 1.0, "rt60_s": (0.2, 0.6)}
-USER_LABELS = tuple(USER_PRESET["shares"])
 _USER_BACKGROUNDS = {"washing": ("wash", "drain"), "spinning": ("spin",), "human": ("speech",),
                      "not_beep": ("room", "fan", "knock", "door", "music", "silence"),
                      # the end-of-cycle beep: over the last spin, the drain, a quiet room or talk
