@@ -71,7 +71,7 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    kind: str = _opt("beepnet", "which detector scores the chunks", choices=("beepnet", "tone"))
+    kind: str = _opt("tone", "which detector scores the chunks", choices=("tone", "beepnet"))
     model: str = _opt("", "model file for kind = 'beepnet' (empty: the shipped default)")
     threshold: float = _opt(
         0.0, "score from which a chunk counts as a beep, 0..1 (0: the detector's own "
