@@ -1,41 +1,13 @@
-"""Finding a process's children through /proc, to check for orphans."""
+"""Waiting for a daemon's children, to check restarts and orphans (/proc readers are in
+beepnet.testing.procs, shared with the benchmark)."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
+from beepnet.testing.procs import alive, children, comm
 
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid``."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            stat = (p / "stat").read_text()
-        except OSError:
-            continue
-        # Field 4 (after the parenthesised comm, which may contain spaces) is the ppid.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            out.append(int(p.name))
-    return out
-
-
-def comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+__all__ = ["alive", "beepnet_children", "children", "comm", "wait_for"]
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:

@@ -15,12 +15,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from beepnet.testing import vmic as vmic_mod
 from beepnet.testing.vmic import VirtualMic
+from beepnet.testing.procs import alive
 
 pyaudio = pytest.importorskip("pyaudio")
 
@@ -110,15 +110,6 @@ class Recorder:
 def input_devices(pa) -> list[dict]:
     devs = [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]
     return [d for d in devs if d["maxInputChannels"] > 0]
-
-
-def _alive(pid: int) -> bool:
-    """Running and not a zombie (an orphan's zombie may wait for a slow init to reap it)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 # -- 1. PyAudio sees a microphone ----------------------------------------------
@@ -347,7 +338,7 @@ def test_start_is_quick_and_close_leaves_nothing():
     mic.close()
     print(f"\nstart() took {took * 1000:.0f} ms")
     assert took < 5.0
-    assert not any(_alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
     assert not root.exists()
 
 
@@ -379,7 +370,7 @@ def test_daemon_exits_when_its_owner_dies_without_stop(tmp_path):
                         continue
                     except ChildProcessError:
                         pass
-                if not _alive(pid):
+                if not alive(pid):
                     running.discard(pid)
             time.sleep(0.05)
         assert not running, f"still running: {running}"

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import synth
+from ..testing.procs import children, comm, cpu_ticks, memory_kb
 from .report import (
     DAEMON_CPU_PERCENT,
     LATENCY_MEDIAN_S,
@@ -122,47 +123,6 @@ def signal_with_beeps(s: LiveSettings) -> tuple[np.ndarray, list[tuple[float, fl
     start = int(s.lead_s * SR)
     x[start:start + len(washer)] += washer
     return np.clip(x, -1, 1).astype(np.float32), beeps, s.lead_s
-
-
-# ------------------------------------------------------------------------------ /proc
-
-def _children(pid: int) -> dict[str, int]:
-    """{comm: pid} of ``pid``'s children."""
-    out = {}
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            stat = (p / "stat").read_text()
-            comm = (p / "comm").read_text().strip()
-        except OSError:
-            continue
-        # The fields after the parenthesised command name (which may hold spaces): ppid is 2nd.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out[comm] = int(p.name)
-    return out
-
-
-def cpu_ticks(pid: int) -> int | None:
-    """utime + stime of a process, in clock ticks; None once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-
-
-def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) of a process, in kB."""
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key = line.split(":", 1)[0]
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(line.split()[1])
-    except OSError:
-        pass
-    return out
 
 
 class Sampler:
@@ -316,7 +276,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"beepnet run ({self.detector}) exited with "
                                    f"{self.proc.returncode}:\n{self.log_tail()}")
-            kids = _children(self.proc.pid)
+            kids = {comm(c): c for c in children(self.proc.pid)}
             if (set(PROCESS_NAMES.values()) - {None} <= set(kids)
                     and any("listening" in r.fields.get("text", "")
                             for r in self.tg.requests("sendMessage"))):

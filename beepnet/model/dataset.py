@@ -266,10 +266,9 @@ def make_clip(seed: int, index: int, label: str, preset: str = "train",
         x = synth.mic_eq(x, np.random.default_rng([home, 3_000_000] if user
                                                   else [seed, 1_000_000 + group]), SR)
     level = float(rng.uniform(-45, -3))
-    peak = float(np.max(np.abs(x)))
-    if peak > 0:
-        x = x * (10 ** (level / 20) / peak)
+    if np.any(x):
         info.level_dbfs = round(level, 1)
+    x = synth.set_peak_dbfs(x, level)
     return np.clip(x, -1, 1).astype(np.float32), info
 
 

@@ -108,23 +108,6 @@ def check_data_dir(data_dir: str | Path) -> dict[str, int]:
     return counts
 
 
-def score_clips(net, audio: np.ndarray, n_classes: int, batch_size: int = 64) -> np.ndarray:
-    """Softmax class probabilities (clips, classes) for int16 clips, one forward pass a batch.
-
-    Only one batch is converted to float at a time, so the memory beyond the int16 clips
-    themselves is ``batch_size`` windows.
-    """
-    import torch
-
-    net.eval()
-    out = np.empty((len(audio), n_classes), np.float32)
-    with torch.inference_mode():
-        for i in range(0, len(audio), batch_size):
-            x = torch.from_numpy(audio[i:i + batch_size]).float().div_(32767)
-            out[i:i + len(x)] = torch.softmax(net(x)[0], dim=1).numpy()
-    return out
-
-
 def decide(probs: np.ndarray, beep_index: int, threshold: float) -> np.ndarray:
     """Predicted class per clip: beep at or above the threshold, else the best other class."""
     others = probs.copy()
@@ -156,7 +139,7 @@ def evaluate(data_dir: str | Path, model_path: str | Path, threshold: float | No
     t0 = time.monotonic()
     df, audio = train.scan(data_dir)
     labels = list(info.labels)
-    probs = score_clips(info.net, audio, len(labels), batch_size)
+    probs = train.predict(info.net, audio, batch_size)
     del audio  # the int16 clips are no longer needed; only probabilities are kept
     beep = labels.index(POSITIVE)
     t = info.threshold if threshold is None else float(threshold)

@@ -143,10 +143,9 @@ def make_stream(seed: int, index: int, seconds: float, n_beeps: int,
     # Peak level of a microphone set up as the README says: beeps and the running machine
     # well above the default -50 dBFS gate, a quiet room below it.
     level = float(rng.uniform(-20.0, -3.0))
-    peak = float(np.max(np.abs(x)))
-    if peak > 0:
-        x = x * (10 ** (level / 20) / peak)
+    if np.any(x):
         info.level_dbfs = round(level, 1)
+    x = synth.set_peak_dbfs(x, level)
     return np.clip(x, -1, 1).astype(np.float32), info
 
 

@@ -174,17 +174,21 @@ def _augment(batch, rng: np.random.Generator, pool):
     return (out * gain).clamp(-1, 1)
 
 
-def _predict(net, audio, batch_size: int = 64) -> np.ndarray:
-    """Softmax class probabilities for int16 clips."""
+def predict(net, audio: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Softmax class probabilities (clips, classes) for int16 clips, one forward pass a batch.
+
+    Only one batch is converted to float at a time, so the memory beyond the int16 clips
+    themselves is ``batch_size`` windows.
+    """
     import torch
 
     net.eval()
-    outs = []
+    out = np.empty((len(audio), net.cfg.n_classes), np.float32)
     with torch.inference_mode():
         for i in range(0, len(audio), batch_size):
-            x = torch.from_numpy(audio[i:i + batch_size]).float() / 32767
-            outs.append(torch.softmax(net(x)[0], dim=1).numpy())
-    return np.concatenate(outs)
+            x = torch.from_numpy(audio[i:i + batch_size]).float().div_(32767)
+            out[i:i + len(x)] = torch.softmax(net(x)[0], dim=1).numpy()
+    return out
 
 
 def _build(arch: str, labels: list[str], init: str | None, lr: float):
@@ -292,7 +296,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
             bar.set_postfix(loss=f"{loss.item():.3f}")
         sched.step()
         ran = epoch
-        probs = _predict(net, audio[va])
+        probs = predict(net, audio[va])
         val_loss = float(loss_fn(torch.from_numpy(np.log(probs + 1e-9)), y_t[va]))
         acc = float(np.mean(probs.argmax(1) == y[va]))
         log.info("epoch %d: train loss %.3f, validation loss %.3f, accuracy %.3f",
@@ -303,7 +307,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
             log.info("early stop: no validation improvement for %d epochs", patience)
             break
     net.load_state_dict(best[1])
-    probs = _predict(net, audio[va])
+    probs = predict(net, audio[va])
     p_beep, is_beep = probs[:, 0], y[va] == 0
     threshold, rule = pick_threshold(p_beep, is_beep)
     val = metrics(p_beep, is_beep, threshold)
