@@ -73,6 +73,10 @@ class AudioConfig:
 class DetectorConfig:
     kind: str = _opt("tone", "which detector scores the chunks", choices=("tone", "beepnet"))
     model: str = _opt("", "model file for kind = 'beepnet' (empty: the shipped default)")
+    runtime: str = _opt(
+        "torch", "what runs the model for kind = 'beepnet': 'torch' (PyTorch), or 'numpy' "
+        "(the same scores without loading torch: about 220 MB less memory, for boards "
+        "with 512 MB)", choices=("torch", "numpy"))
     threshold: float = _opt(
         0.0, "score from which a chunk counts as a beep, 0..1 (0: the detector's own "
         "operating threshold)", lo=0.0, hi=1.0)
@@ -406,7 +410,9 @@ def summary(cfg: Config) -> str:
     t = cfg.telegram
     return (f"device={cfg.audio.device!r} chunk={cfg.audio.chunk_seconds}s "
             f"hop={cfg.audio.hop_seconds}s gate={cfg.audio.gate_dbfs}dBFS "
-            f"detector={cfg.detector.kind} storage={cfg.storage.path} "
+            f"detector={cfg.detector.kind}"
+            + (f" runtime={cfg.detector.runtime}" if cfg.detector.kind == "beepnet" else "")
+            + f" storage={cfg.storage.path} "
             f"chunks={cfg.storage.chunk_dir} telegram="
             + (f"chat {t.chat_id} token {mask(t.token)} via {t.api_url}" if t.enabled
                else "off (console notifier)"))

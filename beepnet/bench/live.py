@@ -14,9 +14,9 @@ real time, while:
   same clock the fake server stamps requests with. Latency = time the server received
   ``sendAudio`` - time the beep ended.
 
-Both detectors run at once, each daemon with its own fake server: one minute of audio
-instead of two, and their load on each other (a few % of a core) is far below the noise of
-a shared machine.
+All daemons run at once (the tone detector, and BeepNet in each runtime: torch and numpy),
+each with its own fake server: one minute of audio instead of three, and their load on
+each other (a few % of a core each) is far below the noise of a shared machine.
 """
 
 from __future__ import annotations
@@ -53,6 +53,14 @@ SECTION = "live"
 SR = 16000
 PROCESS_NAMES = {"supervisor": None, "recorder": "beepnet-rec", "classifier": "beepnet-clf"}
 CHAT_ID = 4242
+DAEMONS = {
+    "tone": ("tone detector", ("detector.kind=tone",)),
+    "beepnet": ("beepnet detector (torch)",
+                ("detector.kind=beepnet", "detector.runtime=torch")),
+    "beepnet-numpy": ("beepnet detector (numpy)",
+                      ("detector.kind=beepnet", "detector.runtime=numpy")),
+}
+"""Daemon name -> (how its rows name it, its ``--set`` detector settings)."""
 SEPARATION_S = 7.0
 """Between beep starts, and from the washer's start and end to a beep: so long that the
 windows hearing one sound (3 s each, 1.5 s apart) never touch those hearing the next."""
@@ -76,21 +84,22 @@ class LiveSettings:
     MP3 encoder start-up)."""
     tail_s: float = 8.0
     """Room tone after the washer, while the last alerts go out."""
-    detectors: tuple[str, ...] = ("tone", "beepnet")
+    detectors: tuple[str, ...] = tuple(DAEMONS)
+    """Names from DAEMONS."""
     seed: int = 31
 
 
 QUICK = LiveSettings(seconds=16.0, beeps=1, settle_s=4.0, tail_s=5.0)
 
 
-def measures(detector: str) -> dict[str, tuple[str, Target]]:
+def measures(daemon: str) -> dict[str, tuple[str, Target]]:
     """The rows one daemon gives (skipped ones too): key -> (measure, target)."""
-    return {"cpu": (f"daemon CPU, % of one core, {detector} detector", DAEMON_CPU_PERCENT),
-            "rss": (f"daemon peak RSS, all processes, {detector} detector", TOTAL_RSS_MB),
-            "recorder": (f"recorder peak RSS, {detector} detector", RECORDER_RSS_MB),
-            "median": (f"beep end to alert request, median, {detector} detector",
-                       LATENCY_MEDIAN_S),
-            "p95": (f"beep end to alert request, p95, {detector} detector", LATENCY_P95_S)}
+    name = DAEMONS[daemon][0]
+    return {"cpu": (f"daemon CPU, % of one core, {name}", DAEMON_CPU_PERCENT),
+            "rss": (f"daemon peak RSS, all processes, {name}", TOTAL_RSS_MB),
+            "recorder": (f"recorder peak RSS, {name}", RECORDER_RSS_MB),
+            "median": (f"beep end to alert request, median, {name}", LATENCY_MEDIAN_S),
+            "p95": (f"beep end to alert request, p95, {name}", LATENCY_P95_S)}
 
 
 def signal_with_beeps(s: LiveSettings) -> tuple[np.ndarray, list[tuple[float, float]], float]:
@@ -257,7 +266,7 @@ class Daemon:
                 [sys.executable, "-m", "beepnet", "run",
                  "--set", f"storage.dir={self.dir / 'state'}",
                  "--set", f"telegram.api_url={self.tg.url}",
-                 "--set", f"detector.kind={detector}",
+                 *[arg for setting in DAEMONS[detector][1] for arg in ("--set", setting)],
                  # Every beep of the minute should alert: without this only the first would.
                  "--set", "notify.cooldown_minutes=0"],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env)
@@ -305,9 +314,10 @@ class Daemon:
 
 
 def latencies(beep_ends: list[float], beep_starts: list[float], requests: list[float],
-              window: float = 8.0) -> tuple[list[float], int]:
+              window: float = SEPARATION_S) -> tuple[list[float], int]:
     """Latency of each beep's first alert request (within ``window`` s of its start) and the
-    number of requests that belong to no beep."""
+    number of requests that belong to no beep. The next beep starts no sooner than
+    SEPARATION_S later, so a missed beep never takes the next one's alert."""
     used: set[int] = set()
     out = []
     for start, end in zip(beep_starts, beep_ends):

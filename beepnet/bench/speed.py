@@ -7,7 +7,8 @@
   slow a run down. The whole command, interpreter and model loading included, is timed
   too, as a user would see it.
 - Inference per 3-s chunk: ``detector.score`` on a few hundred different windows of that
-  audio after a warm-up; median and 95th percentile.
+  audio after a warm-up; median and 95th percentile. BeepNet is measured in both runtimes
+  (``detector.runtime``: torch and numpy).
 - Training on a user's first labelled set: ``beepnet synth --preset user`` (about 40 beep
   and 600 other chunks), then ``beepnet train`` on it with its defaults, timed from the
   outside as the user would run it.
@@ -35,7 +36,12 @@ from .report import DETECT_REALTIME, INFERENCE_MS, USER_TRAINING_S, Row, skipped
 log = logging.getLogger(__name__)
 
 SECTION = "speed"
-DETECTORS = (("tone", "tone detector"), ("beepnet", "BeepNet"))
+# key -> (row label, the detector's config): BeepNet in both runtimes, side by side.
+DETECTORS = {
+    "tone": ("tone detector", DetectorConfig(kind="tone")),
+    "beepnet": ("BeepNet (torch)", DetectorConfig(kind="beepnet", runtime="torch")),
+    "beepnet-numpy": ("BeepNet (numpy)", DetectorConfig(kind="beepnet", runtime="numpy")),
+}
 
 
 @dataclass(frozen=True)
@@ -102,11 +108,10 @@ def _windows(path: Path, n: int, audio_cfg: AudioConfig) -> list[np.ndarray]:
     return [np.ascontiguousarray(x[i:i + size]) for i in starts]
 
 
-def _cli_detect(path: Path, model: bool, cpu: int) -> float:
+def _cli_detect(path: Path, cfg: DetectorConfig, cpu: int) -> float:
     """Wall seconds of the whole `beepnet detect` command on one CPU."""
-    cmd = [sys.executable, "-m", "beepnet", "detect", "--json", str(path)]
-    if model:
-        cmd += ["--set", "detector.kind=beepnet"]
+    cmd = [sys.executable, "-m", "beepnet", "detect", "--json", str(path),
+           "--set", f"detector.kind={cfg.kind}", "--set", f"detector.runtime={cfg.runtime}"]
     t = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False,
                        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
@@ -122,9 +127,9 @@ def detection(s: SpeedSettings, work: Path) -> tuple[list[Row], dict]:
     windows = _windows(path, s.warmup + s.windows, audio_cfg)
     rows: list[Row] = []
     details: dict = {"settings": asdict(s)}
-    for key, label in DETECTORS:
+    for key, (label, det_cfg) in DETECTORS.items():
         try:
-            det = load_detector(DetectorConfig(kind=key))
+            det = load_detector(det_cfg)
         except ValueError as e:  # the shipped model is missing
             rows += skipped_rows(SECTION, [(f"detect throughput, {label}", DETECT_REALTIME),
                                            (f"inference per chunk, {label}", INFERENCE_MS)],
@@ -146,7 +151,7 @@ def detection(s: SpeedSettings, work: Path) -> tuple[list[Row], dict]:
         ms = np.array(times) * 1000
         median, p95 = float(np.median(ms)), float(np.percentile(ms, 95))
         realtime = result.duration / min(runs)
-        cli = _cli_detect(path, key == "beepnet", cpu)
+        cli = _cli_detect(path, det_cfg, cpu)
         details[key] = {"cpu": cpu, "run_seconds": runs, "audio_seconds": result.duration,
                         "windows": result.windows, "windows_scored": result.windows_scored,
                         "events": len(result.events), "inference_ms_median": median,

@@ -18,10 +18,11 @@ def load_detector(cfg: "DetectorConfig") -> Detector:
         det = ToneDetector(min_hz=cfg.tone_min_hz, max_hz=cfg.tone_max_hz,
                            min_ms=cfg.tone_min_ms)
     elif cfg.kind == "beepnet":
-        # Imported here: torch loads only when the learned detector is chosen.
+        # Imported here: the model code loads only when the learned detector is chosen
+        # (and torch only with runtime "torch").
         from .beepnet import BeepNetDetector
 
-        det = BeepNetDetector(cfg.model or None)
+        det = BeepNetDetector(cfg.model or None, runtime=cfg.runtime)
     else:  # the config's choices make this unreachable from the CLI
         raise ValueError(f"unknown detector kind {cfg.kind!r}")
     if cfg.threshold > 0:

@@ -1,7 +1,10 @@
 """The BeepNet detector: the trained 1D-conv network (beepnet.model) scoring windows.
 
-One CPU thread (the daemon's classifier is a process of its own), inference mode, and
-no per-window allocations beyond torch's own. The score is P(beep) from the clip output.
+One CPU thread (the daemon's classifier is a process of its own). The score is P(beep)
+from the clip output. The net runs in one of two runtimes (``detector.runtime``): PyTorch
+(``torch``, inference mode), or numpy (``numpy``: `beepnet.model.npnet`, the same scores
+without importing torch, about 220 MB less memory). This module imports torch only for the
+torch runtime.
 
 Where the beep is (start/end) is only worked out for windows that score as beeps. The
 network's frame outputs give a coarse region (they are trained through the clip label
@@ -18,15 +21,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from beepnet.detectors.base import WindowScore
 from beepnet.detectors.tone import ToneDetector
-from beepnet.model.io import ModelFileError, load_model
+from beepnet.model.modelfile import ModelFileError
+from beepnet.model.npnet import limit_blas_threads, load_numpy_model, softmax
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "beepnet-default.pt"
+RUNTIMES = ("torch", "numpy")
 
 
 def default_model_candidates() -> list[Path]:
@@ -56,10 +60,26 @@ class BeepNetDetector:
 
     name = "beepnet"
 
-    def __init__(self, model_path: str | os.PathLike | None = None) -> None:
-        torch.set_num_threads(1)
+    def __init__(self, model_path: str | os.PathLike | None = None, runtime: str = "torch"
+                 ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown BeepNet runtime {runtime!r} (one of "
+                             f"{', '.join(RUNTIMES)})")
         path = Path(model_path).expanduser() if model_path else find_default_model()
-        self.info = load_model(path)
+        self.runtime = runtime
+        if runtime == "numpy":
+            limit_blas_threads(1)
+            self.info = load_numpy_model(path)
+            self._probs = self._numpy_probs
+        else:
+            import torch
+
+            from beepnet.model.io import load_model
+
+            torch.set_num_threads(1)
+            self._torch = torch
+            self.info = load_model(path)
+            self._probs = self._torch_probs
         self.net = self.info.net
         self.sample_rate = self.info.sample_rate
         self.threshold = self.info.threshold
@@ -67,13 +87,14 @@ class BeepNetDetector:
         self._beep = self.info.beep_index
         self._frame_s = self.net.frame_seconds
         self._tones = ToneDetector(self.sample_rate)
-        with torch.inference_mode():  # warm-up: the first call pays torch's one-off setup
-            self.net(torch.zeros(1, int(self.info.window_seconds * self.sample_rate)))
+        # Warm-up: the first call pays the runtime's one-off setup (torch's, BLAS buffers).
+        self._probs(np.zeros(int(self.info.window_seconds * self.sample_rate), np.float32))
         log.debug("loaded %s", self.describe())
 
     def describe(self) -> str:
+        runtime = "; numpy runtime" if self.runtime == "numpy" else ""
         return (f"beepnet model {Path(self.info.path).name} ({', '.join(self.labels)}; "
-                f"threshold {self.threshold:.2f})")
+                f"threshold {self.threshold:.2f}{runtime})")
 
     def score(self, window: np.ndarray) -> WindowScore:
         x = np.asarray(window, dtype=np.float32).reshape(-1)
@@ -81,16 +102,26 @@ class BeepNetDetector:
         min_len = self.net.cfg.kernel  # shorter than one filter: pad (silence adds nothing)
         if len(x) < min_len:
             x = np.pad(x, (0, min_len - len(x)))
-        with torch.inference_mode():
-            clip, frames = self.net(torch.from_numpy(x).unsqueeze(0))
-            probs = torch.softmax(clip[0], dim=0).numpy()
-            frame_p = torch.softmax(frames[0], dim=0)[self._beep].numpy()
+        probs, frame_p = self._probs(x)
         labels = {name: float(p) for name, p in zip(self.labels, probs)}
         score = labels["beep"]
         start = end = None
         if score >= self.threshold:
             start, end = self._locate(x[:n], frame_p, n / self.sample_rate)
         return WindowScore(score=score, labels=labels, start=start, end=end)
+
+    def _torch_probs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities of the window and P(beep) per frame, by torch."""
+        torch = self._torch
+        with torch.inference_mode():
+            clip, frames = self.net(torch.from_numpy(x).unsqueeze(0))
+            return (torch.softmax(clip[0], dim=0).numpy(),
+                    torch.softmax(frames[0], dim=0)[self._beep].numpy())
+
+    def _numpy_probs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The same by the numpy runtime."""
+        clip, frames = self.net.forward_one(x)
+        return softmax(clip), softmax(frames, axis=0)[self._beep]
 
     def _locate(self, x: np.ndarray, frame_p: np.ndarray, duration: float
                 ) -> tuple[float, float]:

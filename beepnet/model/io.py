@@ -16,45 +16,29 @@ import io
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .. import __version__
 from ..fsutil import write_atomic
+# The format's names, error and metadata checks are torch-free (the numpy runtime shares them).
+from .modelfile import (  # noqa: F401 - re-exported: callers import them from here
+    FORMAT,
+    FORMAT_VERSION,
+    POSITIVE,
+    ModelFileError,
+    ModelInfo,
+    check_metadata,
+    first_line,
+    misfit,
+    model_info,
+    unreadable,
+)
 from .net import SAMPLE_RATE, BeepNet, NetConfig
 from .original import KIND as ORIGINAL, OriginalBeepNet, OriginalConfig
 
 log = logging.getLogger(__name__)
-
-FORMAT = "beepnet-model"
-FORMAT_VERSION = 1
-POSITIVE = "beep"
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used; ``str()`` is one line, including the path."""
-
-
-@dataclass
-class ModelInfo:
-    """A loaded model and its metadata."""
-
-    net: BeepNet | OriginalBeepNet
-    labels: list[str]
-    threshold: float
-    sample_rate: int = SAMPLE_RATE
-    window_seconds: float = 3.0
-    hop_seconds: float = 1.5
-    metrics: dict = field(default_factory=dict)
-    data_sha256: str = ""
-    beepnet_version: str = __version__
-    path: str = ""
-
-    @property
-    def beep_index(self) -> int:
-        return self.labels.index(POSITIVE)
 
 
 def data_hash(items: list[tuple[str, str]]) -> str:
@@ -104,38 +88,17 @@ def load_model(path: str | os.PathLike) -> ModelInfo:
         # weights_only: a model file must never be able to run code when loaded.
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         if reason.isdigit():  # torch's unpickler reports some damage as a bare number
             reason = "damaged or truncated"
-        raise ModelFileError(f"{where}: not a readable BeepNet model ({reason[:120]})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ModelFileError(f"{where}: not a BeepNet model file")
-    if blob.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{where}: format version {blob.get('format_version')} is not "
-                             f"supported (this beepnet reads version {FORMAT_VERSION}); "
-                             "retrain with `beepnet train`")
-    if blob.get("sample_rate") != SAMPLE_RATE:
-        raise ModelFileError(f"{where}: made for {blob.get('sample_rate')} Hz audio, "
-                             f"beepnet runs at {SAMPLE_RATE} Hz")
-    labels = blob.get("labels")
-    if not isinstance(labels, list) or POSITIVE not in labels:
-        raise ModelFileError(f"{where}: its class labels lack {POSITIVE!r}")
-    threshold = blob.get("threshold")
-    if not isinstance(threshold, float) or not 0.0 <= threshold <= 1.0:
-        raise ModelFileError(f"{where}: operating threshold {threshold!r} is not in 0..1")
+        raise unreadable(where, reason) from None
+    labels, threshold = check_metadata(blob, where)
     try:
         net = build_net(blob["arch"])
         if net.cfg.n_classes != len(labels):
             raise ValueError(f"{net.cfg.n_classes} outputs for {len(labels)} labels")
         net.load_state_dict(blob["state_dict"])
     except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"{where}: weights do not fit the BeepNet architecture "
-                             f"({reason[:120]})") from None
+        raise misfit(where, first_line(e)) from None
     net.eval()
-    return ModelInfo(net=net, labels=labels, threshold=threshold,
-                     window_seconds=float(blob.get("window_seconds", 3.0)),
-                     hop_seconds=float(blob.get("hop_seconds", 1.5)),
-                     metrics=dict(blob.get("metrics") or {}),
-                     data_sha256=str(blob.get("data_sha256", "")),
-                     beepnet_version=str(blob.get("beepnet_version", "")), path=str(path))
+    return model_info(blob, net, labels, threshold, str(path))
