@@ -35,9 +35,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -ra --durations=15
 
-# Quality, speed, training time and the live daemon (on the virtual microphone the tests
-# use, hence their dependencies), each beside its target; about 4 minutes on 2 cores. Never
-# fails for a missed target. Writes bench/results/<UTC time>-<host>.json and latest.md.
+# Quality, speed, training on a user's set and the live daemon (on the virtual microphone
+# the tests use, hence their dependencies), each beside its target; about 9 minutes on 2
+# idle cores. Never fails for a missed target. Writes bench/results/<UTC time>-<host>.json
+# and latest.md.
 bench: $(VENV)/.installed-test
 	$(PY) -m beepnet.bench --out bench/results
 
@@ -48,7 +49,7 @@ install: $(VENV)/.installed
 MODEL_BUILD ?= build/model
 model: $(VENV)/.installed-train
 	rm -rf "$(MODEL_BUILD)"
-	$(VENV)/bin/beepnet synth "$(MODEL_BUILD)/train" --n 3000 --seed 1
+	$(VENV)/bin/beepnet synth "$(MODEL_BUILD)/train" --n 6000 --seed 1
 	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --out models/beepnet-default.pt --epochs 30 --seed 0
 	$(PY) -m beepnet.model.heldout models/beepnet-default.pt --n 600 --seed 99 \
 		--data "$(MODEL_BUILD)/heldout" | tee "$(MODEL_BUILD)/heldout.md"

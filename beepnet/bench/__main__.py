@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
-from . import live, machine, quality, speed
+from . import live, machine, quality, speed, user
 from .report import Row, table, write_results
 
 log = logging.getLogger("beepnet.bench")
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"quick": q, "parts": parts,
                 "quality": quality.QUICK if q else quality.QualitySettings(),
                 "speed": speed.QUICK if q else speed.SpeedSettings(),
+                "training": user.QUICK if q else user.UserSettings(),
                 "live": live.QUICK if q else live.LiveSettings()}
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="beepnet-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     runners = {
         "quality": lambda: quality.run(settings["quality"], work),
         "speed": lambda: speed.detection(settings["speed"], work),
-        "training": lambda: speed.user_training(settings["speed"], work),
+        "training": lambda: user.run(settings["training"], work),
         "live": lambda: live.run(settings["live"], work),
     }
     rows: list[Row] = []

@@ -1,4 +1,4 @@
-"""Speed on one core: offline detection throughput, per-chunk inference, user-sized training.
+"""Speed on one core: offline detection throughput and per-chunk inference.
 
 - ``beepnet detect`` throughput: ``detect_file`` (the command's own code path: decoding,
   resampling, windowing, gate, detector, events) over a few minutes of generated household
@@ -9,9 +9,9 @@
 - Inference per 3-s chunk: ``detector.score`` on a few hundred different windows of that
   audio after a warm-up; median and 95th percentile. BeepNet is measured in both runtimes
   (``detector.runtime``: torch and numpy).
-- Training on a user's first labelled set: ``beepnet synth --preset user`` (about 40 beep
-  and 600 other chunks), then ``beepnet train`` on it with its defaults, timed from the
-  outside as the user would run it.
+
+Training time on a user's first labelled set is measured in ``user`` (the "training" part),
+beside how well the trained models then work.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import numpy as np
 from ..config import AudioConfig, DetectorConfig
 from ..detect import detect_file
 from ..detectors import load_detector
-from .report import DETECT_REALTIME, INFERENCE_MS, USER_TRAINING_S, Row, skipped_rows
+from .report import DETECT_REALTIME, INFERENCE_MS, Row, skipped_rows
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +52,10 @@ class SpeedSettings:
     windows: int = 300
     """Windows timed for per-chunk inference (after `warmup`)."""
     warmup: int = 20
-    user_clips: int = 640
-    user_epochs: int = 15
-    """`beepnet train`'s default."""
     seed: int = 77
 
 
-# The user preset has about 6 % beeps; train needs 10 of them.
-QUICK = SpeedSettings(audio_seconds=30.0, runs=1, windows=40, warmup=3, user_clips=200,
-                      user_epochs=1)
+QUICK = SpeedSettings(audio_seconds=30.0, runs=1, windows=40, warmup=3)
 
 
 @contextlib.contextmanager
@@ -174,36 +168,3 @@ def detection(s: SpeedSettings, work: Path) -> tuple[list[Row], dict]:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
-
-
-def user_training(s: SpeedSettings, work: Path) -> tuple[list[Row], dict]:
-    """Time `beepnet train` on a user-sized set, as the user runs it."""
-    from ..model import dataset
-
-    section, measure = "training", "training on a user's set (`beepnet train`)"
-    if "user" not in dataset.PRESETS:
-        return skipped_rows(section, [(measure, USER_TRAINING_S)],
-                            "this beepnet's synth has no --preset user"), {}
-    data, model = work / "user-set", work / "user.pt"
-    bn = [sys.executable, "-m", "beepnet"]
-    r = subprocess.run(bn + ["synth", str(data), "--n", str(s.user_clips), "--preset", "user",
-                             "--seed", str(s.seed)], capture_output=True, text=True, timeout=600,
-                       check=False)
-    if r.returncode != 0:
-        raise RuntimeError(f"beepnet synth failed: {r.stderr.strip()[-300:]}")
-    counts = {p.name: len(list(p.glob("*.wav"))) for p in sorted(data.iterdir()) if p.is_dir()}
-    t = time.monotonic()
-    r = subprocess.run(bn + ["train", str(data), "--out", str(model),
-                             "--epochs", str(s.user_epochs)],
-                       capture_output=True, text=True, timeout=1800, check=False)
-    took = time.monotonic() - t
-    if r.returncode != 0:
-        raise RuntimeError(f"beepnet train failed: {r.stderr.strip()[-300:]}")
-    found = re.search(r"(\d+) epoch\(s\)", r.stdout)  # the command's summary line
-    ran = int(found.group(1)) if found else None
-    beeps = counts.get("beep", 0)
-    note = (f"{beeps} beep + {sum(counts.values()) - beeps} other chunks, "
-            f"{ran if ran is not None else '?'} epoch{'' if ran == 1 else 's'}"
-            + (" (early stop)" if ran is not None and ran < s.user_epochs else ""))
-    return ([Row(section, measure, took, "s", USER_TRAINING_S, fmt=".0f", note=note)],
-            {"seconds": took, "clips": counts, "output": r.stdout.strip()})
