@@ -1,4 +1,6 @@
 import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import pytest
 from beepnet.testing import vmic as _vmic
@@ -15,3 +17,12 @@ def vmic():
         pytest.skip(reason)
     with _vmic.VirtualMic(rate=48000) as mic:
         yield mic
+
+
+@pytest.fixture(scope="module")
+def worker():
+    """One spawned process per test module (torch imported once there, never in pytest's own
+    process, whose peak RSS its children inherit) that runs the modules' ``_case_*``
+    functions."""
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as ex:
+        yield lambda fn, *args: ex.submit(fn, *args).result(timeout=240)

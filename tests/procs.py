@@ -3,11 +3,22 @@ beepnet.testing.procs, shared with the benchmark)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from beepnet.testing.procs import alive, children, comm
 
-__all__ = ["alive", "beepnet_children", "children", "comm", "wait_for"]
+__all__ = ["alive", "beepnet_children", "children", "comm", "run_beepnet", "wait_for"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_beepnet(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python -m beepnet ARGS`` from the repository, as a user runs it; output captured."""
+    return subprocess.run([sys.executable, "-m", "beepnet", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO, check=False)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:

@@ -15,14 +15,12 @@ import subprocess
 import sys
 import time
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from procs import children, comm
+from procs import children, comm, run_beepnet
 from signals import convert, washer_with_beeps
 
 from beepnet import synth
@@ -47,16 +45,7 @@ NUMPY_RSS_MB = 100
 needs_shipped = pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model (make model)")
 
 
-@pytest.fixture(scope="module")
-def worker():
-    """One spawned process (torch imported once) that runs the ``_case_*`` functions."""
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as ex:
-        yield lambda fn, *args: ex.submit(fn, *args).result(timeout=240)
-
-
-def beepnet(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "beepnet", *args], capture_output=True,
-                          text=True, timeout=240, cwd=REPO, check=False)
+beepnet = run_beepnet
 
 
 def windows() -> list[np.ndarray]:

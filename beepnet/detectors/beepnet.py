@@ -7,8 +7,10 @@ without importing torch, about 220 MB less memory). This module imports torch on
 torch runtime.
 
 Where the beep is (start/end) is only worked out for windows that score as beeps. The
-network's frame outputs give a coarse region (they are trained through the clip label
-only, so their edges are vague); inside it, the tone detector's spectral-peak tracking
+network's frame outputs give a coarse region (20 ms frames whose edges are vague: a model
+trained on hand-labelled clips learns them through the clip label only, and even the
+shipped model's frame targets leave out a beep's first and last 40 ms); inside it, the
+tone detector's spectral-peak tracking
 finds the tones themselves to about 10 ms. A beep the tracker cannot follow (heavy
 harmonics, a glide) keeps the coarse region.
 """

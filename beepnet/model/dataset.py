@@ -6,12 +6,13 @@ foreground, then room reverberation, microphone colouring and a random level.
 
 Classes (the directory names under OUT_DIR; "beep" is the positive):
 
-- ``beep``: an appliance beep pattern (repeated, long, melody; random harmonics and
-  envelope; 1-6 kHz) at a random position, possibly cut by a window edge (at least
+- ``beep``: an appliance beep pattern (repeated, long, melody, single; random harmonics
+  and envelope; 1-6 kHz) at a random position, possibly cut by a window edge (at least
   100 ms of it inside), over any background at -5..30 dB SNR.
 - ``washer``, ``speech``, ``music``: that background alone.
-- ``tonal``: hard negatives, tones that are not beeps: whistles (gliding or warbling
-  tones), short pings (< 30 ms), a steady whine through the whole window.
+- ``tonal``: hard negatives, tones that are not beeps: whistles (gliding by 25-80 % of
+  their pitch), warbles (+-8-20 % vibrato), short pings (< 30 ms), a steady whine through
+  the whole window.
 - ``other``: fan, room tone, knocks, a door, near-silence.
 
 The ``user`` preset stands for one user's first labelled set instead: one appliance
@@ -153,9 +154,9 @@ def _random_beeps(rng: np.random.Generator, end_of_cycle: bool = False
     else:
         kind = str(rng.choice(["repeat", "long", "melody", "single"],
                               p=[0.45, 0.15, 0.25, 0.15]))
-    if kind == "single":  # one short beep (key press, "ready" chirp)
+    if kind == "single":  # one beep: a key press, a "ready" chirp, a lone end-of-cycle tone
         notes = [(0.0, float(np.exp(rng.uniform(np.log(1000), np.log(6000)))),
-                  rng.uniform(0.06, 0.3))]
+                  rng.uniform(0.06, 0.8))]
     else:
         notes = synth._PATTERNS[kind](rng)  # (start_s, freq_hz, duration_s)
     shape = rng.integers(3)
@@ -183,10 +184,14 @@ def _tonal_negative(rng: np.random.Generator, n: int) -> tuple[np.ndarray, float
         m = int(dur * SR)
         t = np.arange(m) / SR
         f0 = rng.uniform(1000, 4500)
-        if kind == "whistle":  # a glide of 300-2500 Hz up or down
-            f = f0 + rng.choice([-1, 1]) * rng.uniform(300, 2500) * t / dur
-        else:  # vibrato of 4-8 Hz, +-40-300 Hz
-            f = f0 + rng.uniform(40, 300) * np.sin(2 * np.pi * rng.uniform(4, 8) * t)
+        # The pitch moves by more than a filterbank band (a glide of 25-80 % of f0,
+        # vibrato of +-8-20 %). A wobble of a few per cent leaves what the filterbank
+        # sees as a steady tone, which is what a beep is: labelling those "tonal" taught
+        # earlier models to reject long beeps at some frequencies.
+        if kind == "whistle":  # a glide up or down
+            f = f0 * (1 + rng.choice([-1, 1]) * rng.uniform(0.25, 0.8) * t / dur)
+        else:  # vibrato of 4-8 Hz
+            f = f0 * (1 + rng.uniform(0.08, 0.2) * np.sin(2 * np.pi * rng.uniform(4, 8) * t))
         f = np.clip(f, 600, 7000)
         x = synth._harmonic_tone(f, m, SR, (1.0, 0.1), 0.95 * SR / 2, rng)
         x *= synth.envelope(m, SR, 0.05, 0.1)

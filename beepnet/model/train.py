@@ -8,7 +8,9 @@ negatives), each with audio files of any rate/channels/format. Steps:
 2. `split`: a stratified split that keeps each session on one side
    (StratifiedGroupKFold, one fold of five for validation).
 3. `fit`: Adam, class-weighted cross-entropy, on-the-fly augmentation (gain, time
-   shift, mixing in a background clip), early stopping on the validation loss.
+   shift, mixing in a background clip), early stopping on the validation loss. When the
+   data carries beep times (the ``manifest.csv`` of a generated set), the frame outputs
+   are trained too: beep or not, every 20 ms.
 4. `pick_threshold`: the operating threshold on P(beep) from the validation set.
 5. The model file (beepnet.model.io) with the metrics and a hash of the data list.
 """
@@ -82,6 +84,7 @@ def scan(data_dir: str | Path):
     if skipped:
         print(f"beepnet: skipped {skipped} unusable file(s)", file=sys.stderr)
     df = pd.DataFrame(rows, columns=["path", "rel", "label", "session"])
+    df = _with_beep_times(df, root)
     n_beep = int((df.label == "beep").sum())
     n_neg = len(df) - n_beep
     if n_beep < MIN_BEEPS:
@@ -91,6 +94,54 @@ def scan(data_dir: str | Path):
         raise TrainError(f"{root}: {n_neg} usable non-beep clip(s) (other folders); at least "
                          f"{MIN_NEGATIVES} are needed")
     return df, clips[:len(rows)]
+
+
+def _with_beep_times(df, root: Path):
+    """Add ``beep_start``/``beep_end`` (seconds, NaN when unknown) from a generator manifest.
+
+    `beepnet synth` writes where each beep lies in its clip; a hand-labelled folder has no
+    manifest, and its beep times stay unknown (training then uses the clip labels only).
+    """
+    import pandas as pd
+
+    df = df.assign(beep_start=np.nan, beep_end=np.nan)
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        return df
+    try:
+        times = pd.read_csv(manifest, usecols=["file", "beep_start", "beep_end"])
+    except (ValueError, OSError, pd.errors.ParserError) as e:
+        log.warning("%s: beep times not used (%s)", manifest, e)
+        return df
+    times = times.drop_duplicates("file").set_index("file")
+    df["beep_start"] = df.rel.map(times.beep_start).astype(float)
+    df["beep_end"] = df.rel.map(times.beep_end).astype(float)
+    # Times of a file that is no longer a beep (moved by relabelling) mean nothing.
+    df.loc[df.label != "beep", ["beep_start", "beep_end"]] = np.nan
+    return df
+
+
+def frame_targets(spans: np.ndarray, is_beep: np.ndarray, shifts: np.ndarray, n_frames: int,
+                  frame_s: float, n_samples: int, rates: np.ndarray | None = None,
+                  edge_s: float = 0.04) -> np.ndarray:
+    """Per-frame beep targets for a batch: 1 beep, 0 not, -1 unknown (left out of the loss).
+
+    ``spans`` (batch, 2) are the beep's start/end in the clip before the speed change by
+    ``rates`` (see `_change_speed`) and the circular shift by ``shifts`` samples; NaN for
+    clips without times. Frames of negative clips are 0;
+    frames of a beep clip are 1 inside its span and unknown elsewhere (the gaps of a
+    pattern, and its edges within ``edge_s``, are too vague to call).
+    """
+    clip_s = n_samples / SR
+    t = (np.arange(n_frames) + 0.5) * frame_s
+    out = np.where(is_beep[:, None], -1, 0).astype(np.int64) * np.ones(n_frames, np.int64)
+    for i in np.flatnonzero(is_beep & np.isfinite(spans[:, 0])):
+        orig = np.mod(t - shifts[i] / SR, clip_s)  # where each frame's audio came from
+        if rates is not None:
+            orig = np.mod(orig * rates[i], clip_s)
+        inside = (orig >= spans[i, 0] + edge_s) & (orig <= spans[i, 1] - edge_s)
+        out[i, inside] = 1
+    return out
 
 
 def split(df, seed: int, val_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
@@ -156,11 +207,40 @@ class TrainResult:
     seconds: float
 
 
-def _augment(batch, rng: np.random.Generator, pool):
-    """Random gain, circular time shift, and sometimes a background clip mixed in."""
+SPEED_P = 0.5
+"""Share of training clips played faster or slower (pitch and tempo together)."""
+SPEED_RANGE = (0.88, 1.12)
+
+
+def _change_speed(batch, rates: np.ndarray):
+    """Each clip read ``rates[i]`` times as fast, circularly, by linear interpolation.
+
+    A beep at f Hz becomes one at f * rate. Without it a net trained on a few thousand
+    clips had narrow frequency holes: a 3.2 kHz beep scored "tonal" while 3.1 and 3.3 kHz
+    were beeps. Reading circularly keeps the length (the time shift is circular too).
+    """
     import torch
 
     b, n = batch.shape
+    pos = torch.arange(n, dtype=torch.float64)[None, :] * torch.from_numpy(rates)[:, None]
+    pos = torch.remainder(pos, n)
+    i0 = pos.floor().long()
+    frac = (pos - i0).float()
+    i1 = torch.remainder(i0 + 1, n)
+    return batch.gather(1, i0) * (1 - frac) + batch.gather(1, i1) * frac
+
+
+def _augment(batch, rng: np.random.Generator, pool):
+    """Random speed (pitch) change, circular time shift, sometimes a background clip mixed
+    in, random gain.
+
+    Returns the augmented batch, each clip's shift in samples and its speed factor."""
+    import torch
+
+    b, n = batch.shape
+    rates = np.where(rng.random(b) < SPEED_P, np.exp(rng.uniform(*np.log(SPEED_RANGE), size=b)),
+                     1.0)
+    batch = _change_speed(batch, rates)
     shifts = rng.integers(0, n, size=b)
     out = torch.stack([torch.roll(batch[i], int(shifts[i])) for i in range(b)])
     if len(pool):
@@ -171,7 +251,23 @@ def _augment(batch, rng: np.random.Generator, pool):
             rms_b = other.pow(2).mean().sqrt().clamp_min(1e-6)
             out[i] = out[i] + other * (rms_a / rms_b) * float(10 ** (-rng.uniform(3, 20) / 20))
     gain = torch.from_numpy(10 ** (rng.uniform(-20, 6, size=(b, 1)) / 20)).float()
-    return (out * gain).clamp(-1, 1)
+    return (out * gain).clamp(-1, 1), shifts, rates
+
+
+def _frame_loss(frame_logits, targets):
+    """Balanced beep / not-beep cross-entropy over the frames with a target (0 or 1).
+
+    P(beep) of a frame is its softmax over all classes; "not beep" is the sum of the
+    others. Beep and non-beep frames count half each, however many there are of each.
+    """
+    import torch
+
+    logp = torch.log_softmax(frame_logits, dim=1)
+    log_beep = logp[:, 0]
+    log_not = torch.logsumexp(logp[:, 1:], dim=1)
+    parts = [(-log_beep[targets == 1]), (-log_not[targets == 0])]
+    parts = [p.mean() for p in parts if p.numel()]
+    return sum(parts) / len(parts) if parts else frame_logits.sum() * 0.0
 
 
 def predict(net, audio: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -236,11 +332,13 @@ def _transfer(src: dict, src_labels: list[str], net, labels: list[str]) -> None:
 
 def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0,
           batch_size: int = 32, threads: int = 2, patience: int = 6, arch: str = "beepnet",
-          init: str | None = None, lr: float = 3e-3) -> TrainResult:
+          init: str | None = None, lr: float = 3e-3, frame_weight: float = 0.5) -> TrainResult:
     """Train a model on DATA_DIR, save it to ``out``, return the validation figures.
 
     ``arch``: "beepnet" or "original" (the first author's 2-filter net, a baseline).
     ``init``: a model file (or "default", the shipped one) to start from.
+    ``frame_weight``: share of the frame loss beside the clip loss, where beep times are
+    known (0: clip labels only).
     """
     import torch
     from torch import nn
@@ -272,6 +370,12 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     audio_t = torch.from_numpy(audio)
     bg_pool = audio_t[tr[np.isin(df.label.to_numpy()[tr], ["washer", "other", "speech"])]]
     y_t = torch.from_numpy(y.copy())
+    spans = df[["beep_start", "beep_end"]].to_numpy(float)
+    use_frames = (arch == "beepnet" and frame_weight > 0
+                  and bool(np.isfinite(spans[:, 0]).any()))
+    if use_frames:
+        log.info("beep times known for %d beep clips: training the frame outputs too",
+                 int(np.isfinite(spans[:, 0]).sum()))
     best = (float("inf"), None, 0)
     quiet = not sys.stderr.isatty()
     from tqdm import tqdm
@@ -287,8 +391,13 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
             idx = order[i:i + batch_size]
             if len(idx) < 2:  # BatchNorm needs 2 examples
                 continue
-            x = _augment(audio_t[idx].float() / 32767, rng, bg_pool)
-            loss = loss_fn(net(x)[0], y_t[idx])
+            x, shifts, rates = _augment(audio_t[idx].float() / 32767, rng, bg_pool)
+            clip_logits, frame_logits = net(x)
+            loss = loss_fn(clip_logits, y_t[idx])
+            if use_frames:
+                tgt = frame_targets(spans[idx], y[idx] == 0, shifts, frame_logits.shape[2],
+                                    net.frame_seconds, x.shape[1], rates)
+                loss = loss + frame_weight * _frame_loss(frame_logits, torch.from_numpy(tgt))
             opt.zero_grad()
             loss.backward()
             opt.step()
