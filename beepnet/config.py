@@ -71,7 +71,8 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    kind: str = _opt("tone", "which detector scores the chunks", choices=("tone", "beepnet"))
+    kind: str = _opt("beepnet", "which detector scores the chunks: 'beepnet' (the learned "
+                     "model) or 'tone' (DSP, no model)", choices=("beepnet", "tone"))
     model: str = _opt("", "model file for kind = 'beepnet' (empty: the shipped default)")
     runtime: str = _opt(
         "torch", "what runs the model for kind = 'beepnet': 'torch' (PyTorch), or 'numpy' "
