@@ -40,10 +40,10 @@ DETECTORS = (("shipped", "BeepNet (shipped model)"), ("tone", "tone detector"),
 
 @dataclass(frozen=True)
 class QualitySettings:
-    """Sizes and seeds; the defaults take two to three minutes on a 2-core machine."""
+    """Sizes and seeds; the defaults take about three minutes on a 2-core machine."""
 
-    train_clips: int = 2500
-    train_epochs: int = 12
+    train_clips: int = 2000
+    train_epochs: int = 10
     train_seed: int = 5
     """Seed of the generated training clips (the shipped model used seed 1)."""
     eval_positive: int = 20
