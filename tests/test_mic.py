@@ -74,14 +74,14 @@ def _onsets(x: np.ndarray, freq: float, min_gap: float = 1.0) -> list[float]:
     return times
 
 
-def test_thirty_seconds_of_capture_lose_no_sample(vmic, tmp_path):
+def test_twenty_seconds_of_capture_lose_no_sample(vmic, tmp_path):
     """Chunks from `beepnet record` line up with what was played, sample for sample.
 
-    30 s is 20 consecutive windows and 6 markers; a longer run found nothing more and
+    20 s is 13 consecutive windows and 4 markers; longer runs (60 s) found nothing more and
     cost the suite's time budget."""
     rng = np.random.default_rng(5)
-    marks = np.cumsum(rng.uniform(3.0, 5.0, size=6)) + 1.0      # ~4 s .. ~25 s
-    signal_ = (rng.standard_normal(30 * SR) * 0.003).astype(np.float32)
+    marks = np.cumsum(rng.uniform(3.0, 5.0, size=4)) + 1.0      # ~5.6 s .. ~17.8 s
+    signal_ = (rng.standard_normal(20 * SR) * 0.003).astype(np.float32)
     for m in marks:
         signal_ = synth.mix(signal_, synth.beep(3000, 0.1, level=0.5), m, 30.0)
     out = tmp_path / "chunks"
@@ -105,7 +105,7 @@ def test_thirty_seconds_of_capture_lose_no_sample(vmic, tmp_path):
             assert np.array_equal(prev[24000:], a[:24000])
         stream[s: s + 48000] = a
         prev = a
-    assert len(stream) / SR >= 32
+    assert len(stream) / SR >= 22
     found = _onsets(stream, 3000.0)
     assert len(found) == len(marks), (found, marks)
     # Distances between markers as played vs as recorded: a lost block would shorten one.
