@@ -17,7 +17,7 @@ FORMAT = "beepnet-model"
 FORMAT_VERSION = 1
 POSITIVE = "beep"
 SAMPLE_RATE = 16000
-"""The rate every model runs at (``beepnet.model.net.SAMPLE_RATE``, which imports torch)."""
+"""The rate every model runs at (``beepnet.model.net`` takes it from here)."""
 
 
 class ModelFileError(ValueError):

@@ -23,35 +23,14 @@ The frame logits let the detector say where in the window the beep is.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-SAMPLE_RATE = 16000
+from .arch import NetConfig
+from .modelfile import SAMPLE_RATE
 
-
-@dataclass(frozen=True)
-class NetConfig:
-    """Architecture hyper-parameters (stored in the model file)."""
-
-    n_classes: int = 6
-    n_filters: int = 64
-    kernel: int = 400
-    stride: int = 160
-    channels: tuple[int, ...] = (64, 64, 96)
-    pool: int = 2
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> NetConfig:
-        d = dict(d)
-        d["channels"] = tuple(d["channels"])
-        return cls(**d)
+__all__ = ["SAMPLE_RATE", "BeepNet", "NetConfig", "gabor_filterbank"]
 
 
 class BeepNet(nn.Module):
@@ -68,8 +47,7 @@ class BeepNet(nn.Module):
         layers: list[nn.Module] = []
         c_in = cfg.n_filters
         for i, c_out in enumerate(cfg.channels):
-            # Growing dilation widens the receptive field (~0.3 s) without more pooling.
-            dil = 1 if i == 0 else 2 * i
+            dil = cfg.dilation(i)
             layers += [nn.Conv1d(c_in, c_out, 5, padding=2 * dil, dilation=dil, bias=False),
                        nn.BatchNorm1d(c_out), nn.ReLU(inplace=True)]
             if i == 0:

@@ -36,6 +36,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import torchfile
+from .arch import NetConfig
 from .modelfile import (
     SAMPLE_RATE,
     ModelFileError,
@@ -59,16 +60,9 @@ BODY_KERNEL = 5
 
 
 @dataclass(frozen=True)
-class Arch:
-    """A model file's ``arch`` for BeepNet: the fields of `beepnet.model.net.NetConfig`
-    (kept in step by tests/test_npnet.py; net.py imports torch)."""
-
-    n_classes: int = 6
-    n_filters: int = 64
-    kernel: int = 400
-    stride: int = 160
-    channels: tuple[int, ...] = (64, 64, 96)
-    pool: int = 2
+class Arch(NetConfig):
+    """A model file's ``arch`` for BeepNet, checked field by field (a file is untrusted
+    input), with the layer layout the numpy forward pass needs."""
 
     @classmethod
     def from_dict(cls, d: dict) -> Arch:
@@ -90,10 +84,6 @@ class Arch:
         if not arch.channels or not all(isinstance(v, int) and v > 0 for v in sizes):
             raise ValueError("sizes must be positive whole numbers")
         return arch
-
-    def dilation(self, block: int) -> int:
-        """As in BeepNet: 1, then 2, 4, ... (a wider receptive field without pooling)."""
-        return 1 if block == 0 else 2 * block
 
     def body_layers(self) -> list[tuple[int, int, int, int]]:
         """(conv index in ``body``, c_in, c_out, dilation) per block; its BatchNorm is the
