@@ -1,5 +1,6 @@
 # beepnet: the entry points used locally and in CI.
-#   make demo   install into .venv on first use, then replay the bundled recording
+#   make demo   install into .venv on first use (no torch), then replay the bundled recording
+#   make install / install-train   the runtime alone / with PyTorch and the training tools
 #   make test   install what the tests need (PulseAudio virtual microphone, ...) and run them all
 #   make bench  the benchmark behind the README's performance figures (bench/results/)
 #   make install-service / uninstall-service   the systemd service (systemd/README.md)
@@ -8,8 +9,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-# torch is pinned and installed before the project so pip never resolves the
-# multi-GB CUDA build from the registry (an ARM Pi gets the CPU build anyway).
+# torch is only for training (make model, make test, make bench: the [train] extra); the
+# daemon, detect, doctor, monitor and label run without it. It is pinned and installed
+# before the extra so pip never resolves the multi-GB CUDA build from the registry (an ARM
+# Pi gets the CPU build anyway).
 TORCH_SPEC ?= torch==2.13.*
 # x86 laptops: the default PyPI torch wheel bundles CUDA; point this at PyTorch's CPU index
 # to get the small CPU build (see README). ARM boards (Raspberry Pi) get CPU wheels anyway.
@@ -25,7 +28,7 @@ TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-uti
 
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/beepnet-demo
 
-.PHONY: model demo test bench install venv system-deps test-deps clean install-service uninstall-service
+.PHONY: model demo test bench install install-train venv system-deps test-deps clean install-service uninstall-service
 
 demo: $(VENV)/.installed
 	rm -rf "$(DEMO_DIR)"
@@ -44,17 +47,21 @@ bench: $(VENV)/.installed-test
 
 install: $(VENV)/.installed
 
+# PyTorch and the rest of the [train] extra: training, evaluation, `beepnet model convert`.
+install-train: $(VENV)/.installed-train
+
 # The shipped BeepNet model: a seeded generated set, training, then a held-out comparison
 # with the tone detector on a set made with another seed and preset (models/README.md).
 MODEL_BUILD ?= build/model
 model: $(VENV)/.installed-train
 	rm -rf "$(MODEL_BUILD)"
 	$(VENV)/bin/beepnet synth "$(MODEL_BUILD)/train" --n 6000 --seed 1
-	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --out models/beepnet-default.pt --epochs 30 --seed 0
-	$(PY) -m beepnet.model.heldout models/beepnet-default.pt --n 600 --seed 99 \
+	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --out models/beepnet-default.safetensors --epochs 30 --seed 0
+	$(PY) -m beepnet.training.heldout models/beepnet-default.safetensors --n 600 --seed 99 \
 		--data "$(MODEL_BUILD)/heldout" | tee "$(MODEL_BUILD)/heldout.md"
 
 $(VENV)/.installed-train: pyproject.toml $(VENV)/.installed
+	$(PIP) install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -e ".[train]"
 	touch $@
 
@@ -80,12 +87,12 @@ $(VENV)/bin/python: | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
+# The runtime only: no torch (see README, Raspberry Pi).
 $(VENV)/.installed: pyproject.toml | system-deps $(VENV)/bin/python
-	$(PIP) install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed | test-deps
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-train | test-deps
 	$(PIP) install -q -e ".[train,test]"
 	touch $@
 
@@ -94,8 +101,7 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed | test-deps
 # through sudo when not root, and runs system-deps itself (for the interpreter it uses).
 # Its venv is made from Debian's /usr/bin/python3 unless PYTHON is given on the command
 # line or in the environment: the unit hides /home and /root, where pyenv's would live.
-SERVICE_ENV = TORCH_SPEC='$(TORCH_SPEC)' TORCH_INDEX='$(TORCH_INDEX)' \
-	$(if $(filter command line environment,$(origin PYTHON)),BEEPNET_PYTHON='$(PYTHON)')
+SERVICE_ENV = $(if $(filter command line environment,$(origin PYTHON)),BEEPNET_PYTHON='$(PYTHON)')
 
 install-service:
 	$(SERVICE_ENV) bash systemd/install.sh install

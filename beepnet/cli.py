@@ -10,6 +10,7 @@
     beepnet devices                                    list input devices
     beepnet monitor  [--source mic|FILE] [--speed N]   live view of what the daemon hears
     beepnet label    [DIR] [--out DIR] [--labels A,B]  label recorded chunks, one key a clip
+    beepnet model    info MODEL | convert OLD.pt NEW   show a model file; convert a 0.1 one
 
 Every subcommand takes --config PATH and --set section.key=value (repeatable). Exit status:
 0 fine, 1 a file or device could not be used, 2 bad usage, 78 bad configuration.
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 from . import __version__, config, logs
+from .audio import SAMPLE_RATE
 from .config import EX_CONFIG, Config, ConfigError
 
 log = logging.getLogger("beepnet")
@@ -141,9 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "folders already in LABELLED_DIR (default when there are none: not_beep)")
     p.add_argument("--model", dest="label_model", metavar="PATH", help="model for suggestions "
                    "(default: detector.model, else the shipped one)")
-    p.add_argument("--no-model", action="store_true", help="no suggestions (and no torch)")
+    p.add_argument("--no-model", action="store_true", help="no suggestions")
     p.add_argument("--player", metavar="CMD|none", help="command that plays a clip (its path "
                    "is appended; default: the first of aplay, paplay, pw-play, ffplay, afplay)")
+
+    p = sub.add_parser("model", help="show what a model file holds, or convert a beepnet 0.1 "
+                       ".pt model to today's format")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    q = msub.add_parser("info", help="labels, threshold, architecture, validation figures")
+    _common(q)
+    q.add_argument("model_path", metavar="MODEL")
+    q.add_argument("--json", action="store_true", help="the file's metadata as JSON")
+    q = msub.add_parser("convert", help="rewrite a beepnet 0.1 .pt model as a .safetensors "
+                        "model file (needs the train extra)")
+    _common(q)
+    q.add_argument("old", metavar="OLD.pt")
+    q.add_argument("new", metavar="NEW.safetensors")
     return parser
 
 
@@ -160,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         cfg = config.load(args.config, overrides)
-        _check_detector_args(cfg)
+        _check_detector_args(cfg, args.command)
     except ConfigError as e:
         print(f"beepnet: config error: {e}", file=sys.stderr)
         return EX_CONFIG
@@ -172,16 +187,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _check_detector_args(cfg: Config) -> None:
+USES_DETECTOR = ("run", "detect", "monitor")
+"""The commands whose model file is checked at start (doctor reports it as a check)."""
+
+
+def _check_detector_args(cfg: Config, command: str) -> None:
     if cfg.detector.model and cfg.detector.kind == "tone":
         raise ConfigError("detector.model is set, but detector.kind = 'tone' uses no model")
-    # Caught here, before any process starts (a bad file would only stop the classifier).
-    if cfg.detector.model:
-        from .model.precheck import model_file_problem
+    # Caught here, before any process starts: a bad file would only stop the classifier,
+    # and a hostile one is refused before anything is built from it.
+    if cfg.detector.kind == "beepnet" and command in USES_DETECTOR:
+        from .model.preflight import model_problem
 
-        problem = model_file_problem(cfg.detector.model)
+        problem = model_problem(cfg.detector.model or None, cfg.detector.runtime)
         if problem:
-            raise ConfigError(f"detector.model = {cfg.detector.model}: {problem}")
+            raise ConfigError(problem)
 
 
 def cmd_config(cfg: Config, args) -> int:
@@ -243,7 +263,7 @@ def make_notifier(cfg: Config):
 def _print_replay_summary(source: str, sup, notifier) -> None:
     s = sup.stats
     alerts = notifier.alerts
-    print(f"{source}: {s.samples / 16000:.1f} s of audio, {s.chunks_scored} chunk(s) "
+    print(f"{source}: {s.samples / SAMPLE_RATE:.1f} s of audio, {s.chunks_scored} chunk(s) "
           f"classified, {len(alerts)} beep alert(s)"
           + (f" ({notifier.suppressed} more beep(s) within the cooldown)"
              if notifier.suppressed else ""))
@@ -336,9 +356,9 @@ def cmd_notify_test(cfg: Config, args) -> int:
 
     import numpy as np
 
-    from . import synth
     from .notify.mp3 import encode_mp3
     from .notify.telegram import self_test
+    from .training import synth
 
     t = cfg.telegram
     if not t.enabled:
@@ -369,7 +389,7 @@ def cmd_doctor(cfg: Config, args) -> int:
 
 
 def cmd_synth(cfg: Config, args) -> int:
-    from .model.dataset import generate
+    from .training.dataset import generate
 
     if args.n < 1:
         print("beepnet: --n must be at least 1", file=sys.stderr)
@@ -381,8 +401,8 @@ def cmd_synth(cfg: Config, args) -> int:
 
 
 def cmd_train(cfg: Config, args) -> int:
-    from .model.io import ModelFileError
-    from .model.train import TrainError, train
+    from .model.modelfile import ModelFileError
+    from .training.train import TrainError, train
 
     try:
         r = train(args.data_dir, args.model_out, epochs=args.epochs, seed=args.seed,
@@ -404,7 +424,7 @@ def cmd_train(cfg: Config, args) -> int:
 
 
 def cmd_evaluate(cfg: Config, args) -> int:
-    from .model.evaluate import run
+    from .training.evaluate import run
 
     return run(args.data_dir, args.eval_model, args.report_dir, args.threshold)
 
@@ -415,9 +435,54 @@ def cmd_label(cfg: Config, args) -> int:
     return label(cfg, args)
 
 
-COMMANDS = {"synth": cmd_synth, "train": cmd_train, "run": cmd_run, "notify-test": cmd_notify_test, "doctor": cmd_doctor, "detect": cmd_detect, "record": cmd_record, "config": cmd_config,
-            "devices": cmd_devices, "monitor": cmd_monitor, "label": cmd_label,
-            "evaluate": cmd_evaluate}
+def cmd_model(cfg: Config, args) -> int:
+    from .model.modelfile import ModelFileError, read_model_file
+
+    if args.model_command == "convert":
+        try:
+            from .training.torchmodel import convert_legacy
+        except ImportError as e:
+            print(f"beepnet: model convert needs {e.name or e} to read a .pt file: "
+                  "pip install 'beepnet[train]'", file=sys.stderr)
+            return 1
+        try:
+            info = convert_legacy(args.old, args.new)
+        except (ModelFileError, OSError) as e:
+            print(f"beepnet: {e}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.new}: {', '.join(info.labels)}; threshold {info.threshold:.3f}")
+        return 0
+    try:
+        mf = read_model_file(args.model_path)
+    except ModelFileError as e:
+        print(f"beepnet: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(mf.meta, indent=2, sort_keys=True))
+        return 0
+    m, arch = mf.meta, mf.arch
+    weights = sum(v.size for v in mf.tensors.values())
+    metrics = m.get("metrics") or {}
+    print(f"{mf.path}\n"
+          f"  architecture  {arch.kind}: {arch.to_dict()}, {weights:,} numbers\n"
+          f"  labels        {', '.join(mf.labels)} (positive: beep)\n"
+          f"  threshold     {mf.threshold:.3f}\n"
+          f"  windows       {m.get('window_seconds')} s every {m.get('hop_seconds')} s at "
+          f"{m.get('sample_rate')} Hz\n"
+          f"  created       {m.get('created', '?')} by beepnet {m.get('beepnet_version', '?')}\n"
+          f"  training data sha256 {m.get('data_sha256') or '?'}")
+    if metrics:
+        print("  validation    " + ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in sorted(metrics.items()) if not isinstance(v, (dict, list))))
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "run": cmd_run,
+            "notify-test": cmd_notify_test, "doctor": cmd_doctor, "detect": cmd_detect,
+            "record": cmd_record, "config": cmd_config, "devices": cmd_devices,
+            "monitor": cmd_monitor, "label": cmd_label, "evaluate": cmd_evaluate,
+            "model": cmd_model}
 
 if __name__ == "__main__":
     sys.exit(main())

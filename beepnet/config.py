@@ -28,6 +28,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from .audio import SAMPLE_RATE
+
 EX_CONFIG = 78
 
 ENV_OVERRIDES = {
@@ -66,7 +68,7 @@ class AudioConfig:
     @property
     def sample_rate(self) -> int:
         """Everything after capture runs at 16 kHz mono; the device's native rate is converted."""
-        return 16000
+        return SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,10 @@ class DetectorConfig:
                      "model) or 'tone' (DSP, no model)", choices=("beepnet", "tone"))
     model: str = _opt("", "model file for kind = 'beepnet' (empty: the shipped default)")
     runtime: str = _opt(
-        "torch", "what runs the model for kind = 'beepnet': 'torch' (PyTorch), or 'numpy' "
-        "(the same scores without loading torch: about 220 MB less memory, for boards "
-        "with 512 MB)", choices=("torch", "numpy"))
+        "numpy", "what runs the model for kind = 'beepnet': 'numpy' (no torch needed), or "
+        "'torch' (the same scores; needs the train extra and about 220 MB more memory; "
+        "the only one that runs models trained with --arch original)",
+        choices=("numpy", "torch"))
     threshold: float = _opt(
         0.0, "score from which a chunk counts as a beep, 0..1 (0: the detector's own "
         "operating threshold)", lo=0.0, hi=1.0)

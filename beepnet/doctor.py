@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from .audio import SAMPLE_RATE
 from .config import Config
 
 MIC_SECONDS = 3.0
@@ -78,7 +79,7 @@ def check_microphone(cfg: Config, seconds: float = MIC_SECONDS) -> Check:
 
 
 def check_detector(cfg: Config) -> Check:
-    from . import synth
+    from .training import synth
     from .detectors import load_detector
 
     try:
@@ -107,13 +108,14 @@ def check_lame() -> Check:
     from .notify.mp3 import encode_mp3
 
     try:
-        tone = (0.3 * np.sin(2 * np.pi * 2900 * np.arange(16000) / 16000)).astype(np.float32)
+        t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+        tone = (0.3 * np.sin(2 * np.pi * 2900 * t)).astype(np.float32)
         data = encode_mp3(tone)
         back, rate = sf.read(io.BytesIO(data), dtype="float32")
     except Exception as e:  # noqa: BLE001
         return Check("lame", False, f"MP3 encoding failed: {e}",
                      "reinstall: .venv/bin/pip install --force-reinstall lameenc")
-    ok = rate == 16000 and abs(len(back) - 16000) < 2000
+    ok = rate == SAMPLE_RATE and abs(len(back) - SAMPLE_RATE) < 2000
     return Check("lame", ok, f"1 s of audio -> {len(data)} bytes of MP3, decodes to "
                  f"{len(back) / max(rate, 1):.2f} s", "" if ok else "reinstall lameenc")
 

@@ -5,7 +5,7 @@
 #   systemd/install.sh uninstall    (what `make uninstall-service` runs)
 #
 # install: creates the system user beepnet, installs beepnet into a venv of its own in
-# /opt/beepnet/venv (torch first, pinned), writes /etc/beepnet/beepnet.toml and
+# /opt/beepnet/venv (without torch: the daemon does not need it), writes /etc/beepnet/beepnet.toml and
 # /etc/beepnet/beepnet.env when they are missing, installs the unit and enables and
 # (re)starts it when systemd is running. Running it again upgrades the venv in place and
 # keeps the config, the token and the data.
@@ -18,7 +18,8 @@
 #   BEEPNET_UNIT_DIR=/etc/systemd/system    where beepnet.service goes
 #   BEEPNET_STATE=/var/lib/beepnet          the data (StateDirectory=); only named in messages
 #   BEEPNET_PYTHON=/usr/bin/python3         the interpreter the venv is made from
-#   TORCH_SPEC='torch==2.13.*'              as in the Makefile; empty: do not install torch
+#   TORCH_SPEC=                             e.g. 'torch==2.13.*': also install torch, for
+#                                           detector.runtime = "torch" (empty: no torch)
 #   TORCH_INDEX=                            as in the Makefile: another index for torch
 #   BEEPNET_PIP_ARGS=                       extra options for every pip call, e.g. --no-deps
 #   BEEPNET_NO_SYSTEM=1                     touch nothing outside the directories above: no
@@ -40,9 +41,9 @@ ETC=${BEEPNET_ETC:-/etc/beepnet}
 UNIT_DIR=${BEEPNET_UNIT_DIR:-/etc/systemd/system}
 STATE=${BEEPNET_STATE:-/var/lib/beepnet}
 NO_SYSTEM=${BEEPNET_NO_SYSTEM:-0}
-# Keep in step with the Makefile, which passes its own TORCH_SPEC (":-" would turn an
-# explicitly empty TORCH_SPEC back into the default; "-" keeps it empty).
-TORCH_SPEC=${TORCH_SPEC-torch==2.13.*}
+# No torch by default: the service runs BeepNet in numpy (about 220 MB less memory, and
+# several hundred MB less to download on a Pi).
+TORCH_SPEC=${TORCH_SPEC:-}
 TORCH_INDEX=${TORCH_INDEX:-}
 read -r -a PIP_ARGS <<< "${BEEPNET_PIP_ARGS:-}"
 if [ -n "${BEEPNET_PYTHON:-}" ]; then

@@ -1,4 +1,4 @@
-"""Test recordings with beeps at known times, built from beepnet.synth."""
+"""Test recordings with beeps at known times, built from beepnet.training.synth."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from beepnet import synth
+from beepnet.training import synth
 
 SR = 16000
 

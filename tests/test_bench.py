@@ -1,6 +1,6 @@
 """The benchmark's smoke run: ``python -m beepnet.bench --quick`` must keep working.
 
-Tiny sizes and a few seconds of live audio (about 45 s in all), in a subprocess: the
+Tiny sizes and a few seconds of live audio (about a minute in all), in a subprocess: the
 benchmark imports torch, which must stay out of this process (test_detect checks its peak
 memory). Only that every row is there with a sane number is checked, never a target: a slow
 machine is a result, not a failure.
@@ -14,9 +14,11 @@ import operator
 import subprocess
 import sys
 
+from beepnet.bench import live
+from beepnet.config import DetectorConfig
 from beepnet.testing import vmic
 
-SECTIONS = {"quality": 12, "speed": 12, "training": 13, "live": 15}
+SECTIONS = {"quality": 12, "speed": 14, "training": 13, "live": 24}
 # (section, words in the measure) -> range a sane value falls in
 SANE = [
     ("quality", "recall", 0.0, 1.0),
@@ -25,11 +27,14 @@ SANE = [
     ("speed", "throughput", 1.0, 1e6),
     ("speed", "inference", 0.01, 1000.0),
     ("speed", "command", 0.1, 1e6),
+    ("speed", "refuses it in", 0.01, 60.0),
+    ("speed", "peak RSS of that", 5.0, 4000.0),
     ("training", "training", 0.1, 1200.0),
     ("training", "recall", 0.0, 1.0),
     ("training", "false alarms", 0.0, 1e6),
     ("live", "CPU", 0.01, 100.0),
     ("live", "RSS", 10.0, 4000.0),
+    ("live", "PSS", 5.0, 4000.0),
     ("live", "alert", -1.0, 10.0),
 ]
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
@@ -69,3 +74,13 @@ def test_quick_benchmark_writes_every_row(tmp_path):
         assert lo <= value <= hi, row
         if row["target"]:
             assert row["ok"] == OPS[row["target"]["op"]](value, row["target"]["limit"]), row
+
+
+def test_live_first_daemon_is_the_default():
+    """The live part's first daemon is labelled the default and held to its targets: its
+    settings must be the built-in defaults (what a new user runs)."""
+    label, settings = live.DAEMONS[live.LiveSettings().detectors[0]]
+    default = DetectorConfig()
+    assert "default" in label
+    assert set(settings) == {f"detector.kind={default.kind}",
+                             f"detector.runtime={default.runtime}"}

@@ -30,7 +30,7 @@ def beepnet(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """(data dir, model file): 80 generated clips and a model trained on them for 1 epoch."""
     root = tmp_path_factory.mktemp("evaluate")
-    data, model = root / "data", root / "model.pt"
+    data, model = root / "data", root / "model.safetensors"
     r = beepnet("synth", str(data), "--n", "80", "--seed", "5")
     assert r.returncode == 0, r.stderr
     r = beepnet("train", str(data), "--out", str(model), "--epochs", "1")
@@ -142,8 +142,8 @@ def _no_negatives(tmp: Path, data: Path) -> list[str]:
 
 
 def _corrupt_model(tmp: Path, data: Path) -> list[str]:
-    bad = tmp / "bad.pt"
-    bad.write_bytes(b"PK\x03\x04 this is not a model" * 40)
+    bad = tmp / "bad.safetensors"
+    bad.write_bytes(b"this is not a model" * 40)
     return [str(data), "--model", str(bad)]
 
 
@@ -151,7 +151,7 @@ def _corrupt_model(tmp: Path, data: Path) -> list[str]:
     (lambda tmp, data: [str(tmp / "nowhere")], 1, "no such directory"),
     (_empty, 1, "no audio clips in"),
     (_no_negatives, 1, "clips of at least one negative class"),
-    (lambda tmp, data: [str(data), "--model", str(tmp / "missing.pt")], 1, "no such file"),
+    (lambda tmp, data: [str(data), "--model", str(tmp / "missing.safetensors")], 1, "no such file"),
     (_corrupt_model, 1, "not a readable BeepNet model"),
     (lambda tmp, data: [str(data), "--threshold", "1.5"], 2, "not in 0..1"),
 ], ids=["missing-dir", "empty-dir", "no-negatives", "missing-model", "corrupt-model",

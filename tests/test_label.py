@@ -23,7 +23,7 @@ import soundfile as sf
 from procs import children, comm, wait_for
 from test_monitor import Tmux
 
-from beepnet import synth
+from beepnet.training import synth
 from beepnet.detectors.base import WindowScore
 from beepnet.label import core
 from beepnet.label.analysis import Analyser, Prefetcher
@@ -495,7 +495,7 @@ def test_suggestions_from_the_shipped_model(tmp_path, label_term):
     inbox, out = data / "unlabelled", data / "labelled"
     a = write_chunks(inbox, SESSION_A, washer_chunks(2, beep_at=(1,)))
     t = label_term([str(inbox), "--out", str(out), "--labels", "washer", "--player", "none"])
-    t.wait_screen(lambda s: "suggests [2] washer" in s and "model beepnet-default.pt" in s, 30)
+    t.wait_screen(lambda s: "suggests [2] washer" in s and "model beepnet-default.safetensors" in s, 30)
     t.keys("Enter")
     t.wait_screen(lambda s: a[1].name in s and "suggests [1] beep" in s, 10)
     t.keys("Enter")

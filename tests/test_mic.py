@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from beepnet import synth
+from beepnet.training import synth
 from procs import wait_for
 
 pytestmark = pytest.mark.mic

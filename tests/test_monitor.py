@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 from procs import wait_for
 
-from beepnet import synth
+from beepnet.training import synth
 from beepnet.monitor.savegate import set_gate
 
 SR = 16000
@@ -278,7 +278,7 @@ def test_delivery_state_comes_from_the_outbox(tmp_path):
 def test_a_status_is_live_only_while_fresh_and_its_process_exists():
     import time
 
-    from beepnet.monitor.status import is_live
+    from beepnet.daemon.status import is_live
 
     now = time.time()
     me = {"state": "running", "time": now, "pid": os.getpid()}

@@ -108,10 +108,11 @@ def test_notebook_runs_on_a_tiny_set(tmp_path):
     assert "N_CLIPS=90 N_TEST_CLIPS=60 EPOCHS=1" in text
 
     # The model file exists and loads (in a child: torch stays out of this process).
-    model = work / "model.pt"
+    model = work / "model.safetensors"
     assert model.is_file()
     r = subprocess.run([sys.executable, "-c", (
-        "import json, sys; from beepnet.model.io import load_model; m = load_model(sys.argv[1]);"
+        "import json, sys; from beepnet.training.torchmodel import load_model; "
+        "m = load_model(sys.argv[1]);"
         "print(json.dumps([m.labels, m.threshold]))"), str(model)],
         capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -132,5 +133,5 @@ def test_notebook_runs_on_a_tiny_set(tmp_path):
     images = [o for o in _outputs(nb, "display_data") if "image/png" in o.get("data", {})]
     assert len(images) >= 3
     # The detector ran on a clip and on the demo recording.
-    assert "beepnet model model.pt" in text
+    assert "beepnet model model.safetensors" in text
     assert "washer-cycle.ogg: 45.0 s" in text

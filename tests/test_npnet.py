@@ -9,12 +9,9 @@ test_beepnet_model.
 from __future__ import annotations
 
 import json
-import pickle
-import struct
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,27 +20,25 @@ import pytest
 from procs import children, comm, run_beepnet
 from signals import convert, washer_with_beeps
 
-from beepnet import synth
 from beepnet.detectors.beepnet import BeepNetDetector
-from beepnet.model import torchfile
+from beepnet.model.arch import NetConfig, OriginalConfig
 from beepnet.model.modelfile import ModelFileError
-from beepnet.model.npnet import Arch, load_numpy_model, softmax
+from beepnet.model.npnet import load_numpy_model, softmax
 from beepnet.testing.procs import memory_kb
+from beepnet.training import synth
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "models" / "beepnet-default.pt"
+SHIPPED = REPO / "models" / "beepnet-default.safetensors"
 LABELS = ["beep", "other", "washer"]
 # Not the defaults: 4 blocks (dilations 1, 2, 4, 6), pooling by 3, another filter size.
 ODD_ARCH = {"n_classes": 3, "n_filters": 12, "kernel": 256, "stride": 128,
             "channels": (10, 14, 9, 11), "pool": 3}
 LENGTHS = (400, 3 * SR, int(3.7 * SR))
-TOL = 1e-4
+TOL = 1e-5
+"""The issue's bar: numpy's probabilities equal torch's to 1e-5 (measured: about 5e-7)."""
 NUMPY_RSS_MB = 100
 """Peak RSS bound for a process with the numpy runtime (about 40 MB measured, torch's 260)."""
-
-needs_shipped = pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model (make model)")
-
 
 beepnet = run_beepnet
 
@@ -69,8 +64,8 @@ def _make_random_model(path: str) -> None:
     """A fresh net of ODD_ARCH with random BatchNorm statistics (so folding them matters)."""
     import torch
 
-    from beepnet.model.io import save_model
-    from beepnet.model.net import BeepNet, NetConfig
+    from beepnet.training.net import BeepNet
+    from beepnet.training.torchmodel import save_model
 
     torch.manual_seed(3)
     net = BeepNet(NetConfig(**ODD_ARCH))
@@ -88,7 +83,7 @@ def _torch_outputs(path: str, waves: list[np.ndarray]) -> list[tuple[np.ndarray,
     """Clip probabilities and per-class frame probabilities of each wave, by torch."""
     import torch
 
-    from beepnet.model.io import load_model
+    from beepnet.training.torchmodel import load_model
 
     torch.set_num_threads(1)
     net = load_model(path).net
@@ -107,53 +102,22 @@ def _torch_scores(path: str, waves: list[np.ndarray]) -> list:
     return [det.score(w) for w in waves]
 
 
-def _net_config() -> tuple[dict, int]:
-    from dataclasses import asdict
+def _state_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+    """The torch nets' state_dict shapes, for the default, an odd and the original arch."""
+    from beepnet.training.net import BeepNet
+    from beepnet.training.original import OriginalBeepNet
 
-    from beepnet.model.net import SAMPLE_RATE, NetConfig
+    nets = {"default": BeepNet(NetConfig()), "odd": BeepNet(NetConfig(**ODD_ARCH)),
+            "original": OriginalBeepNet(OriginalConfig(n_classes=3))}
+    return {k: {n: tuple(t.shape) for n, t in net.state_dict().items()}
+            for k, net in nets.items()}
 
-    return asdict(NetConfig()), SAMPLE_RATE
 
+def _save_original(path: str) -> None:
+    from beepnet.training.original import OriginalBeepNet
+    from beepnet.training.torchmodel import save_model
 
-def _save_blobs(folder: str) -> dict[str, str]:
-    """Model files that load_model refuses (or, "original", that only torch runs), and
-    load_model's message for each."""
-    import torch
-
-    from beepnet.model.io import ModelFileError, load_model, save_model
-    from beepnet.model.net import BeepNet, NetConfig
-    from beepnet.model.original import OriginalBeepNet
-
-    good = Path(folder) / "good.pt"
-    torch.manual_seed(0)
-    save_model(good, BeepNet(NetConfig(n_classes=3)).eval(), LABELS, 0.5)
-    base = torch.load(good, weights_only=True)
-    shapes = dict(base["state_dict"])
-    shapes["body.0.weight"] = torch.zeros(64, 64, 3)
-    extra = dict(base["state_dict"], **{"body.99.weight": torch.zeros(1)})
-    variants = {
-        "wrong-format": {"format": "something-else"},
-        "not-a-dict": [1, 2, 3],
-        "version": dict(base, format_version=2),
-        "rate": dict(base, sample_rate=8000),
-        "labels": dict(base, labels=["a", "b", "c"]),
-        "threshold": dict(base, threshold=1.5),
-        "outputs": dict(base, labels=["beep", "other"]),
-        "shape": dict(base, state_dict=shapes),
-        "extra-key": dict(base, state_dict=extra),
-        "arch": dict(base, arch={**base["arch"], "depth": 3}),
-    }
-    messages = {}
-    for name, blob in variants.items():
-        path = Path(folder) / f"{name}.pt"
-        torch.save(blob, path)
-        try:
-            load_model(path)
-            messages[name] = "loaded"
-        except ModelFileError as e:
-            messages[name] = str(e)
-    save_model(Path(folder) / "original.pt", OriginalBeepNet().eval(), ["beep", "other"], 0.5)
-    return messages
+    save_model(path, OriginalBeepNet().eval(), ["beep", "other"], 0.5)
 
 
 # --- parity ---------------------------------------------------------------------------------
@@ -161,15 +125,13 @@ def _save_blobs(folder: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def random_model(tmp_path_factory, worker) -> str:
-    path = str(tmp_path_factory.mktemp("npnet") / "odd.pt")
+    path = str(tmp_path_factory.mktemp("npnet") / "odd.safetensors")
     worker(_make_random_model, path)
     return path
 
 
 def _model_path(which: str, random_model: str) -> str:
     if which == "shipped":
-        if not SHIPPED.exists():
-            pytest.skip("no shipped model (make model)")
         return str(SHIPPED)
     return random_model
 
@@ -205,134 +167,29 @@ def test_detector_scores_and_spans_equal_torchs(worker, random_model, which):
             assert abs(got.start - want.start) < 0.011 and abs(got.end - want.end) < 0.011
 
 
-def test_arch_mirrors_netconfig(worker):
-    from dataclasses import asdict
-
-    from beepnet.model.modelfile import SAMPLE_RATE
-
-    fields, rate = worker(_net_config)
-    assert {**asdict(Arch()), "channels": tuple(asdict(Arch())["channels"])} == \
-        {**fields, "channels": tuple(fields["channels"])}
-    assert rate == SAMPLE_RATE
+def test_the_torch_free_architectures_list_the_torch_nets_tensors(worker):
+    """What the model file is checked against (beepnet.model.arch) is what torch builds."""
+    got = worker(_state_shapes)
+    assert got["default"] == NetConfig().shapes()
+    assert got["odd"] == NetConfig(**ODD_ARCH).shapes()
+    assert got["original"] == OriginalConfig(n_classes=3).shapes()
 
 
-# --- bad files ------------------------------------------------------------------------------
-
-
-def _one_line_error(path: Path) -> str:
+def test_the_original_net_is_refused_with_what_to_do(worker, tmp_path):
+    path = tmp_path / "original.safetensors"
+    worker(_save_original, str(path))
     with pytest.raises(ModelFileError) as e:
         load_numpy_model(path)
     text = str(e.value)
-    assert "\n" not in text and str(path) in text, text
-    return text
-
-
-def _archive(path: Path, pkl: bytes, members: dict[str, bytes] | None = None) -> Path:
-    """A zip laid out like torch.save's, holding ``pkl`` as its data.pkl."""
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("archive/data.pkl", pkl)
-        z.writestr("archive/byteorder", "little")
-        for name, data in (members or {}).items():
-            z.writestr(f"archive/{name}", data)
-    return path
-
-
-def _unicode(s: str) -> bytes:
-    return b"X" + struct.pack("<I", len(s.encode())) + s.encode()
-
-
-@pytest.mark.parametrize("kind", ["junk", "empty", "truncated", "flipped", "zip-no-pickle"])
-def test_damaged_files_are_one_line(tmp_path, kind):
-    path = tmp_path / "bad.pt"
-    shipped = SHIPPED.read_bytes() if SHIPPED.exists() else b""
-    if kind in ("truncated", "flipped") and not shipped:
-        pytest.skip("no shipped model (make model)")
-    if kind == "junk":
-        path.write_bytes(b"not a model at all" * 10)
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "truncated":
-        path.write_bytes(shipped[: len(shipped) // 2])
-    elif kind == "flipped":  # inside the first weights: the member's CRC fails
-        data = bytearray(shipped)
-        data[shipped.index(b"archive/data/0") + 200] ^= 0xFF
-        path.write_bytes(bytes(data))
-    else:
-        with zipfile.ZipFile(path, "w") as z:
-            z.writestr("readme.txt", "hello")
-    assert "not a readable BeepNet model" in _one_line_error(path)
-    assert "no such file" in _one_line_error(tmp_path / "missing.pt")
-
-
-@pytest.mark.parametrize("protocol", [2, 4])
-def test_a_pickle_naming_os_system_never_runs(tmp_path, protocol):
-    marker = tmp_path / "ran"
-    call = _unicode(f"touch {marker}") + b"\x85R."  # TUPLE1, REDUCE, STOP
-    if protocol == 2:
-        pkl = b"\x80\x02cos\nsystem\n" + call
-    else:  # STACK_GLOBAL, as pickle protocol 4 names globals
-        pkl = b"\x80\x04" + _unicode("os") + _unicode("system") + b"\x93" + call
-    path = _archive(tmp_path / "evil.pt", pkl)
-    text = _one_line_error(path)
-    assert "os.system" in text, text
-    # The same call hidden inside an otherwise plausible model dict.
-    nested = (b"\x80\x02}(" + _unicode("format") + _unicode("beepnet-model")
-              + _unicode("state_dict") + b"cos\nsystem\n" + call[:-1] + b"u.")
-    text = _one_line_error(_archive(tmp_path / "evil2.pt", nested))
-    assert "os.system" in text, text
-    # What pickle itself writes for os.system on Linux, and builtins.eval.
-    class Evil:
-        def __reduce__(self):
-            import os
-
-            return (os.system, (f"touch {marker}",))
-
-    assert "system" in _one_line_error(_archive(tmp_path / "evil3.pt", pickle.dumps(Evil())))
-    evil_eval = b"\x80\x02cbuiltins\neval\n" + _unicode(f"open('{marker}', 'w')") + b"\x85R."
-    assert "builtins.eval" in _one_line_error(_archive(tmp_path / "evil4.pt", evil_eval))
-    time.sleep(0.2)
-    assert not marker.exists()
-
-
-def test_tensor_views_stay_inside_their_storage():
-    storage = np.arange(10, dtype=np.float32)
-    view = torchfile._rebuild_tensor_v2(storage, 2, (2, 3), (3, 1))
-    assert view.tolist() == [[2, 3, 4], [5, 6, 7]] and view.flags.c_contiguous
-    for offset, size, stride in [(5, (3,), (3,)), (11, (1,), (1,)), (0, (2,), (-1,)),
-                                 (-1, (1,), (1,)), (0, (2, 2), (1,)), (0, [2], [1])]:
-        with pytest.raises(torchfile.TorchFileError):
-            torchfile._rebuild_tensor_v2(storage, offset, size, stride)
-
-
-def test_a_storage_shorter_than_it_claims_is_refused(tmp_path):
-    pkl = (b"\x80\x02}(" + _unicode("w") + b"ctorch._utils\n_rebuild_tensor_v2\n(("
-           + _unicode("storage") + b"ctorch\nFloatStorage\n" + _unicode("0") + _unicode("cpu")
-           + b"K\x08tQK\x00K\x08\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtRu.")
-    path = _archive(tmp_path / "short.pt", pkl, {"data/0": np.zeros(4, "<f4").tobytes()})
-    with pytest.raises(torchfile.TorchFileError, match="cut short"):
-        torchfile.load(path)
-    path = _archive(tmp_path / "ok.pt", pkl, {"data/0": np.arange(8, dtype="<f4").tobytes()})
-    assert torchfile.load(path)["w"].tolist() == list(range(8))
-
-
-def test_refused_files_give_load_models_messages(worker, tmp_path):
-    expected = worker(_save_blobs, str(tmp_path))
-    for name, message in expected.items():
-        assert message != "loaded", name
-        got = _one_line_error(tmp_path / f"{name}.pt")
-        if name in ("shape", "extra-key", "arch"):  # the reason in brackets is torch's own
-            head = "weights do not fit the BeepNet architecture"
-            assert head in got and head in message, (name, got, message)
-        else:
-            assert got == message, name
-    text = _one_line_error(tmp_path / "original.pt")
-    assert "original" in text and 'detector.runtime = "torch"' in text, text
+    assert "\n" not in text and "original" in text and 'detector.runtime = "torch"' in text
+    r = beepnet("detect", "--model", str(path), str(REPO / "data/demo/washer-cycle.ogg"))
+    assert r.returncode == 78 and r.stderr.count("\n") == 1, r.stderr
+    assert 'detector.runtime = "torch"' in r.stderr
 
 
 # --- the runtime in the commands and the daemon --------------------------------------------
 
 
-@needs_shipped
 def test_detect_with_the_numpy_runtime_finds_the_same_events(tmp_path):
     beeps = [(2.8, 0.5, 2900.0), (8.0, 0.25, 4100.0), (21.0, 1.0, 3300.0)]
     path = convert(washer_with_beeps(beeps, 27.0, seed=7, snr_db=15.0), tmp_path / "w.wav")
@@ -365,7 +222,6 @@ print(json.dumps({"torch": "torch" in sys.modules, "hwm_kb": hwm}))
 """
 
 
-@needs_shipped
 def test_numpy_runtime_never_imports_torch_and_needs_far_less_memory():
     out = {}
     for runtime in ("numpy", "torch"):
@@ -379,10 +235,9 @@ def test_numpy_runtime_never_imports_torch_and_needs_far_less_memory():
     assert numpy_mb < torch_mb / 2, out
 
 
-@needs_shipped
 def test_daemon_classifier_runs_numpy_without_torch(tmp_path):
     """`beepnet run` replaying a file: the classifier child maps no torch library, stays
-    small, and its alerts name the runtime."""
+    small, and its alerts name the runtime; the supervisor maps no numpy at all."""
     beeps = [(4.0, 0.6, 2800.0), (14.0, 0.5, 3600.0)]
     path = convert(washer_with_beeps(beeps, 20.0, seed=11, snr_db=15.0), tmp_path / "c.wav")
     p = subprocess.Popen(
@@ -391,9 +246,15 @@ def test_daemon_classifier_runs_numpy_without_torch(tmp_path):
          "--set", "detector.runtime=numpy", "--set", "notify.cooldown_minutes=0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak_kb, torch_maps, seen = 0, False, False
+    supervisor_libs: set[str] = set()
     try:
         deadline = time.monotonic() + 60
         while p.poll() is None and time.monotonic() < deadline:
+            try:
+                supervisor_libs |= {line.split()[-1] for line in
+                                    Path(f"/proc/{p.pid}/maps").read_text().splitlines()}
+            except OSError:
+                pass
             for c in children(p.pid):
                 if comm(c) != "beepnet-clf":
                     continue
@@ -412,6 +273,10 @@ def test_daemon_classifier_runs_numpy_without_torch(tmp_path):
             p.communicate()
     assert p.returncode == 0, err
     assert seen and not torch_maps, err
+    # The supervisor (this process's own pid) maps neither torch nor even numpy: it starts
+    # the children by name and encodes the alert's mp3 from the WAV with the stdlib.
+    assert any("libpython" in lib or "/python3" in lib for lib in supervisor_libs)
+    assert not [lib for lib in supervisor_libs if "numpy" in lib or "torch" in lib]
     assert 0 < peak_kb / 1024 < NUMPY_RSS_MB, peak_kb
     records = [json.loads(r.read_text()) for r in (tmp_path / "state" / "alerts").glob("*.json")]
     assert records, out + err
@@ -432,7 +297,6 @@ print(json.dumps({"before": before, "after": [g() for g in getters]}))
 """
 
 
-@needs_shipped
 def test_numpy_runtime_runs_blas_on_one_thread():
     """Without OPENBLAS_NUM_THREADS, numpy's OpenBLAS starts a thread per core; the
     detector turns that down to one."""

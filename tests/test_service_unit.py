@@ -129,13 +129,18 @@ def test_unit_settings():
         assert key not in s, key
 
 
-def test_makefile_and_installer_pin_the_same_torch():
-    make = re.search(r"^TORCH_SPEC \?= (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
-    script = re.search(r"^TORCH_SPEC=\$\{TORCH_SPEC-(\S+)\}$", INSTALLER.read_text(), re.MULTILINE)
-    assert make and script and make.group(1) == script.group(1)
+def test_neither_make_install_nor_the_service_installs_torch():
+    """The runtime needs no torch: `make install` (and so `make demo`) and the service's
+    installer leave it out; only the train extra (make model, test, bench) brings it."""
+    assert re.search(r"^TORCH_SPEC=\$\{TORCH_SPEC:-\}$", INSTALLER.read_text(), re.MULTILINE)
     r = run(["make", "-n", "-C", str(ROOT), "install-service"])
-    assert r.returncode == 0, r.stderr
-    assert f"TORCH_SPEC='{make.group(1)}'" in r.stdout and "systemd/install.sh install" in r.stdout
+    assert r.returncode == 0 and "systemd/install.sh install" in r.stdout, r.stderr
+    assert "TORCH" not in r.stdout, r.stdout
+    # -W: as if pyproject.toml had changed, so make prints what (re)installing would run.
+    for target, wants_torch in ((".venv/.installed", False), (".venv/.installed-train", True)):
+        r = run(["make", "-n", "-C", str(ROOT), "-W", "pyproject.toml", target])
+        assert r.returncode == 0 and "pip install" in r.stdout, r.stdout + r.stderr
+        assert ("torch" in r.stdout) == wants_torch, (target, r.stdout)
 
 
 # --- the installer ---------------------------------------------------------------------------
@@ -190,6 +195,12 @@ def test_install_upgrade_uninstall(tmp_path):
                 cwd=tmp_path)
     assert where.stdout.startswith(str(t.venv)), where.stdout + where.stderr
     assert (ROOT / "build").exists() == build_dir_before   # nothing built in the checkout
+    # The wheel carries the runtime, the training code and the shipped model, but not the
+    # benchmark and the test fakes (a fake Bot API server has no place on a Pi).
+    package = next(t.venv.glob("lib/python3*/site-packages/beepnet"))
+    assert (package / "model" / "npnet.py").is_file() and (package / "training").is_dir()
+    assert not (package / "testing").exists() and not (package / "bench").exists()
+    assert (t.venv / "share" / "beepnet" / "models" / "beepnet-default.safetensors").is_file()
     # Config: the example, readable by the service's group; the token file root's alone.
     example = run([str(t.beepnet), "config", "--example"]).stdout
     assert example and t.toml.read_text() == example

@@ -1,4 +1,4 @@
-"""Tests for beepnet.synth: the generated audio has the properties detectors rely on."""
+"""Tests for beepnet.training.synth: the generated audio has the properties detectors rely on."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from beepnet import synth as S
+from beepnet.training import synth as S
 
 SR = 16000
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "washer-cycle.ogg"

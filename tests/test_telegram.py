@@ -165,7 +165,7 @@ def test_alert_survives_kill_9_during_an_outage(tg, tmp_path, one_beep):
 
 def test_no_beep_yet_is_said_once_and_not_again_when_idle(tg, tmp_path):
     rng = np.random.default_rng(2)
-    from beepnet import synth
+    from beepnet.training import synth
 
     x = np.concatenate([synth.washer(rng, 9.0), np.zeros(SR * 9, np.float32)])
     src = convert(x, tmp_path / "nobeep.wav")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from beepnet import synth as S
+from beepnet.training import synth as S
 from beepnet.detectors.base import WindowScore
 from beepnet.detectors.tone import ToneDetector
 

@@ -12,6 +12,8 @@ from typing import Iterator
 
 import numpy as np
 
+from . import SAMPLE_RATE
+
 
 @dataclass(frozen=True)
 class Window:
@@ -74,7 +76,7 @@ class StreamWindower:
     """
 
     def __init__(self, in_rate: int, chunk_seconds: float, hop_seconds: float,
-                 rate: int = 16000):
+                 rate: int = SAMPLE_RATE):
         from .resample import Resampler
 
         self.rate = rate

@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
+from . import SAMPLE_RATE
 from ..fsutil import write_atomic
 from .resample import Resampler
 
@@ -121,7 +122,7 @@ class AudioFile:
         self.close()
 
 
-def read_audio(path: str | os.PathLike, rate: int = 16000) -> np.ndarray:
+def read_audio(path: str | os.PathLike, rate: int = SAMPLE_RATE) -> np.ndarray:
     """The whole recording as mono float32 at ``rate`` (for tools and tests, not the daemon)."""
     with AudioFile(path) as f:
         rs = Resampler(f.rate, rate)
@@ -129,7 +130,7 @@ def read_audio(path: str | os.PathLike, rate: int = 16000) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
-def write_wav_atomic(path: Path, audio: np.ndarray, rate: int = 16000) -> None:
+def write_wav_atomic(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM WAV so readers never see a half-written file (temp file + rename)."""
     buf = io.BytesIO()
     sf.write(buf, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import SAMPLE_RATE
+
 SILENCE_DBFS = -120.0
 
 
@@ -32,7 +34,7 @@ def level_dbfs(audio: np.ndarray) -> float:
 class Gate:
     """Opens for a chunk when any of its frames is at least ``threshold_dbfs`` loud."""
 
-    def __init__(self, threshold_dbfs: float, frame_ms: float, sample_rate: int = 16000):
+    def __init__(self, threshold_dbfs: float, frame_ms: float, sample_rate: int = SAMPLE_RATE):
         self.threshold_dbfs = threshold_dbfs
         self.frame = max(1, int(round(frame_ms * sample_rate / 1000.0)))
 

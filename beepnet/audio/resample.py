@@ -12,6 +12,8 @@ from math import gcd
 
 import numpy as np
 
+from . import SAMPLE_RATE
+
 
 def _design_bank(up: int, down: int, taps_per_phase: int) -> np.ndarray:
     """Kaiser-windowed sinc low-pass split into ``up`` phases, each ``taps_per_phase`` long."""
@@ -29,7 +31,7 @@ def _design_bank(up: int, down: int, taps_per_phase: int) -> np.ndarray:
 class Resampler:
     """Converts mono float audio from ``in_rate`` to ``out_rate`` across successive calls."""
 
-    def __init__(self, in_rate: int, out_rate: int = 16000, span: float = 48.0):
+    def __init__(self, in_rate: int, out_rate: int = SAMPLE_RATE, span: float = 48.0):
         if in_rate <= 0 or out_rate <= 0:
             raise ValueError(f"sample rates must be positive, got {in_rate} -> {out_rate}")
         g = gcd(int(in_rate), int(out_rate))
@@ -111,7 +113,7 @@ class Resampler:
         return y.astype(np.float32)
 
 
-def resample(x: np.ndarray, in_rate: int, out_rate: int = 16000) -> np.ndarray:
+def resample(x: np.ndarray, in_rate: int, out_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Resample a whole signal (same filter as the streaming path)."""
     rs = Resampler(in_rate, out_rate)
     return np.concatenate([rs.process(x), rs.flush()])

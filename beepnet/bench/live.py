@@ -6,22 +6,32 @@ real PyAudio records a PulseAudio null sink) with Telegram pointed at a fake Bot
 washer noise with beeps, between stretches of quiet room, is played into the microphone in
 real time, while:
 
-- ``/proc/<pid>/stat`` of the supervisor, recorder and classifier (named ``beepnet-rec`` and
-  ``beepnet-clf`` by prctl) is sampled every second: CPU % of one core over the steady part
-  (after start-up and the first seconds of sound), and ``VmHWM`` (peak RSS) at the end;
+- the supervisor, recorder and classifier (named ``beepnet-rec`` and ``beepnet-clf`` by
+  prctl), and multiprocessing's resource tracker, are sampled every second: CPU % of one core over the steady part (after start-up
+  and the first seconds of sound), RSS and PSS (``/proc/<pid>/smaps_rollup``) of each, and
+  ``VmHWM`` (peak RSS) at the end;
 - a reader of the microphone (``VirtualMic.listen``) timestamps when the played audio
   reaches recorders, so each beep's end is known on this process's monotonic clock, the
   same clock the fake server stamps requests with. Latency = time the server received
   ``sendAudio`` - time the beep ended.
 
-All daemons run at once (the tone detector, and BeepNet in each runtime: torch and numpy),
-each with its own fake server: one minute of audio instead of three, and their load on
-each other (a few % of a core each) is far below the noise of a shared machine.
+All daemons run at once, each with its own fake server: the default one (BeepNet on the
+numpy runtime) and, to compare, BeepNet on the torch runtime and the tone detector. That
+takes one minute of audio instead of three, and their load on each other (a few % of a core
+each) is far below the noise of a shared machine. Their memory is another matter: PSS splits
+the interpreter's and the libraries' pages among every process mapping them, so alongside
+the others a daemon's PSS reads lower than alone (15-20 MB for the default one). Hence,
+once the alerts are in, the other daemons are stopped and the first one (the default) is
+sampled alone for a few seconds: its PSS rows are what it pays by itself, after the
+workload. The comparison daemons' PSS rows are alongside figures, and say so. (Even alone,
+PSS shares with the benchmark's own Python process and anything else running, so a busy
+machine reads a few MB low; RSS and VmHWM do not depend on other processes.)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -34,13 +44,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import synth
-from ..testing.procs import children, comm, cpu_ticks, memory_kb
+from ..audio import SAMPLE_RATE
+from ..training import synth
+from ..testing.procs import children, cmdline, comm, cpu_ticks, memory_kb, pss_kb
 from .report import (
+    CLASSIFIER_RSS_MB,
     DAEMON_CPU_PERCENT,
     LATENCY_MEDIAN_S,
     LATENCY_P95_S,
     RECORDER_RSS_MB,
+    TOTAL_PSS_MB,
     TOTAL_RSS_MB,
     Row,
     Target,
@@ -50,17 +63,19 @@ from .report import (
 log = logging.getLogger(__name__)
 
 SECTION = "live"
-SR = 16000
+SR = SAMPLE_RATE
 PROCESS_NAMES = {"supervisor": None, "recorder": "beepnet-rec", "classifier": "beepnet-clf"}
 CHAT_ID = 4242
 DAEMONS = {
-    "tone": ("tone detector", ("detector.kind=tone",)),
-    "beepnet": ("beepnet detector (torch)",
-                ("detector.kind=beepnet", "detector.runtime=torch")),
-    "beepnet-numpy": ("beepnet detector (numpy)",
+    "beepnet-numpy": ("default daemon (BeepNet, numpy runtime)",
                       ("detector.kind=beepnet", "detector.runtime=numpy")),
+    "beepnet-torch": ("BeepNet, torch runtime", ("detector.kind=beepnet",
+                                                 "detector.runtime=torch")),
+    "tone": ("tone detector", ("detector.kind=tone",)),
 }
-"""Daemon name -> (how its rows name it, its ``--set`` detector settings)."""
+"""Daemon name -> (how its rows name it, its ``--set`` detector settings). The first is the
+built-in default (tests/test_bench.py checks that against the config): its settings are
+spelled out all the same, so that its rows measure what they are labelled with."""
 SEPARATION_S = 7.0
 """Between beep starts, and from the washer's start and end to a beep: so long that the
 windows hearing one sound (3 s each, 1.5 s apart) never touch those hearing the next."""
@@ -84,19 +99,24 @@ class LiveSettings:
     MP3 encoder start-up)."""
     tail_s: float = 8.0
     """Room tone after the washer, while the last alerts go out."""
+    alone_s: float = 3.0
+    """Then the first daemon runs alone for this long, for its PSS (see the module's doc)."""
     detectors: tuple[str, ...] = tuple(DAEMONS)
-    """Names from DAEMONS."""
+    """Names from DAEMONS; the first is the one sampled alone."""
     seed: int = 31
 
 
 QUICK = LiveSettings(seconds=16.0, beeps=1, settle_s=4.0, tail_s=5.0)
 
 
-def measures(daemon: str) -> dict[str, tuple[str, Target]]:
+def measures(daemon: str) -> dict[str, tuple[str, Target | None]]:
     """The rows one daemon gives (skipped ones too): key -> (measure, target)."""
     name = DAEMONS[daemon][0]
     return {"cpu": (f"daemon CPU, % of one core, {name}", DAEMON_CPU_PERCENT),
+            "pss": (f"daemon PSS, all processes, {name}", TOTAL_PSS_MB),
+            "classifier_pss": (f"classifier PSS, {name}", None),
             "rss": (f"daemon peak RSS, all processes, {name}", TOTAL_RSS_MB),
+            "classifier_rss": (f"classifier peak RSS, {name}", CLASSIFIER_RSS_MB),
             "recorder": (f"recorder peak RSS, {name}", RECORDER_RSS_MB),
             "median": (f"beep end to alert request, median, {name}", LATENCY_MEDIAN_S),
             "p95": (f"beep end to alert request, p95, {name}", LATENCY_P95_S)}
@@ -134,14 +154,23 @@ def signal_with_beeps(s: LiveSettings) -> tuple[np.ndarray, list[tuple[float, fl
     return np.clip(x, -1, 1).astype(np.float32), beeps, s.lead_s
 
 
+@dataclass
+class Sample:
+    """One look at a daemon's processes; a process that could not be read is left out."""
+
+    t: float
+    ticks: dict[str, int | None]
+    rss_kb: dict[str, int]
+    pss_kb: dict[str, int]
+
+
 class Sampler:
-    """Samples CPU ticks and memory of a daemon's processes once a second, in a thread."""
+    """Samples CPU ticks, RSS and PSS of a daemon's processes once a second, in a thread."""
 
     def __init__(self, pids: dict[str, int], interval: float = 1.0):
         self.pids = pids
         self.interval = interval
-        self.samples: list[tuple[float, dict[str, int | None]]] = []
-        self.rss_kb: dict[str, int] = {}
+        self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
@@ -155,12 +184,15 @@ class Sampler:
         self._sample()
 
     def _sample(self) -> None:
-        self.samples.append((time.monotonic(),
-                             {name: cpu_ticks(pid) for name, pid in self.pids.items()}))
+        sample = Sample(time.monotonic(), {}, {}, {})
         for name, pid in self.pids.items():
-            rss = memory_kb(pid).get("VmRSS")
+            sample.ticks[name] = cpu_ticks(pid)
+            rss, pss = memory_kb(pid).get("VmRSS"), pss_kb(pid)
             if rss:
-                self.rss_kb[name] = max(self.rss_kb.get(name, 0), rss)
+                sample.rss_kb[name] = rss
+            if pss:
+                sample.pss_kb[name] = pss
+        self.samples.append(sample)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -169,13 +201,31 @@ class Sampler:
 
     def cpu_percent(self, start: float, end: float) -> dict[str, float]:
         """CPU % of one core per process between the samples nearest inside [start, end]."""
-        inside = [(t, s) for t, s in self.samples if start <= t <= end]
+        inside = [s for s in self.samples if start <= s.t <= end]
         if len(inside) < 2:
             return {}
-        (t0, a), (t1, b) = inside[0], inside[-1]
+        a, b = inside[0], inside[-1]
         hz = os.sysconf("SC_CLK_TCK")
-        return {name: 100.0 * (b[name] - a[name]) / hz / (t1 - t0)
-                for name in self.pids if a.get(name) is not None and b.get(name) is not None}
+        return {name: 100.0 * (b.ticks[name] - a.ticks[name]) / hz / (b.t - a.t)
+                for name in self.pids
+                if a.ticks.get(name) is not None and b.ticks.get(name) is not None}
+
+    def memory_mb(self, kind: str, start: float = -math.inf, end: float = math.inf
+                  ) -> tuple[dict[str, float], float | None]:
+        """Largest RSS or PSS (``kind`` "rss" or "pss") of each process among the samples
+        in [start, end], and the largest sum over all processes in one sample (only
+        samples that read every process: one left out would make the sum look small)."""
+        per: dict[str, float] = {}
+        total = None
+        for s in self.samples:
+            if not start <= s.t <= end:
+                continue
+            kb = s.rss_kb if kind == "rss" else s.pss_kb
+            for name, v in kb.items():
+                per[name] = max(per.get(name, 0.0), v / 1024)
+            if len(kb) == len(self.pids):
+                total = max(total or 0.0, sum(kb.values()) / 1024)
+        return per, total
 
 
 # ------------------------------------------------------------------- playback clock
@@ -292,6 +342,11 @@ class Daemon:
                 self.pids = {"supervisor": self.proc.pid,
                              **{name: kids[comm] for name, comm in PROCESS_NAMES.items()
                                 if comm}}
+                # multiprocessing's resource tracker (a bare interpreter that unlinks the
+                # queues' semaphores should the daemon die) is one of its processes too.
+                tracker = [c for c in kids.values() if "resource_tracker" in cmdline(c)]
+                if tracker:
+                    self.pids["resource tracker"] = tracker[0]
                 return
             time.sleep(0.2)
         raise RuntimeError(f"beepnet run ({self.detector}) not listening after {timeout:.0f} s:"
@@ -363,9 +418,19 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
                 onset = clock.onset_time()
             finally:
                 clock.close()
-            for s in samplers.values():
-                s.stop()
-            peaks = {d.detector: d.peak_rss_mb() for d in daemons}
+            # The first daemon alone, for PSS that is not split with the other daemons.
+            solo, others = daemons[0], daemons[1:]
+            peaks: dict[str, dict[str, float]] = {}
+            for d in others:
+                samplers[d.detector].stop()
+                peaks[d.detector] = d.peak_rss_mb()
+                d.stop()
+            t_alone = time.monotonic()
+            if others:
+                log.info("live: %s alone for %.0f s", solo.detector, settings.alone_s)
+                time.sleep(settings.alone_s)
+            samplers[solo.detector].stop()
+            peaks[solo.detector] = solo.peak_rss_mb()
         finally:
             for d in daemons:
                 d.stop()
@@ -375,17 +440,26 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
     first = int(np.flatnonzero(np.abs(audio) >= ONSET_LEVEL)[0])
     t0 = onset - first / SR
     details["playback_start_delay_s"] = t0 - t_play
+    _, solo_alongside = samplers[solo.detector].memory_mb("pss", end=t_alone)
+    _, solo_alone = samplers[solo.detector].memory_mb("pss", start=t_alone)
     rows: list[Row] = []
     for d in daemons:
         # Steady part: from settle_s after the washer starts until it stops.
-        cpu = samplers[d.detector].cpu_percent(t0 + washer_at + settings.settle_s,
-                                               t0 + washer_at + settings.seconds)
+        sampler = samplers[d.detector]
+        cpu = sampler.cpu_percent(t0 + washer_at + settings.settle_s,
+                                  t0 + washer_at + settings.seconds)
         peak = peaks[d.detector]
+        pss, pss_total = sampler.memory_mb("pss")
+        rss, rss_total = sampler.memory_mb("rss")
         reqs = [r.time for r in d.tg.requests("sendAudio")]
         lat, false = latencies([t0 + e for _, e in beeps], [t0 + s for s, _ in beeps], reqs)
         details[d.detector] = {"cpu_percent": cpu, "peak_rss_mb": peak,
-                               "max_sampled_rss_mb": {k: v / 1024 for k, v in
-                                                      samplers[d.detector].rss_kb.items()},
+                               "max_sampled_rss_mb": rss, "max_sampled_rss_total_mb": rss_total,
+                               "max_pss_mb": pss, "max_pss_total_mb": pss_total,
+                               # the first daemon's PSS alongside the others and alone
+                               **({"max_pss_total_alongside_mb": solo_alongside,
+                                   "max_pss_total_alone_mb": solo_alone}
+                                  if d is solo and others else {}),
                                "latencies_s": lat, "false_alerts": false,
                                # seconds into the played signal, to compare with "beeps"
                                "alerts_at_s": [round(t - t0, 3) for t in reqs],
@@ -393,12 +467,27 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
         per = ", ".join(f"{k} {v:.1f}%" for k, v in cpu.items())
         alerted = f"{len(lat)} of {len(beeps)} beeps alerted" + (
             f", {false} other alerts" if false else "")
+        if not others:
+            where = "alone"
+        elif solo_alone is None or solo_alongside is None:
+            where = ""  # not read in one of the phases (a process gone): nothing to compare
+        elif d is solo:
+            where = f"alone after the run; {solo_alongside:.0f} alongside the other daemons"
+        else:
+            where = (f"alongside the other daemons, which lowers it: {solo.detector} read "
+                     f"{solo_alongside:.0f} alongside, {solo_alone:.0f} alone")
         m = measures(d.detector)
         rows += [
             Row(SECTION, m["cpu"][0], sum(cpu.values()) if cpu else None, "%", m["cpu"][1],
                 fmt=".1f", note=per),
+            Row(SECTION, m["pss"][0], pss_total, "MB", m["pss"][1], fmt=".0f",
+                note="; ".join(x for x in (_mb(pss), where) if x)),
+            Row(SECTION, m["classifier_pss"][0], pss.get("classifier"), "MB",
+                m["classifier_pss"][1], fmt=".0f"),
             Row(SECTION, m["rss"][0], sum(peak.values()), "MB", m["rss"][1], fmt=".0f",
-                note=", ".join(f"{k} {v:.0f}" for k, v in peak.items())),
+                note=_mb(peak)),
+            Row(SECTION, m["classifier_rss"][0], peak.get("classifier"), "MB",
+                m["classifier_rss"][1], fmt=".0f"),
             Row(SECTION, m["recorder"][0], peak.get("recorder"), "MB", m["recorder"][1],
                 fmt=".0f"),
             Row(SECTION, m["median"][0], float(np.median(lat)) if lat else None, "s",
@@ -407,3 +496,8 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
                 m["p95"][1], fmt=".2f"),
         ]
     return rows, details
+
+
+def _mb(per: dict[str, float]) -> str:
+    """A figure per process, in MB: "supervisor 60, recorder 54, classifier 43"."""
+    return ", ".join(f"{k} {v:.0f}" for k, v in per.items())

@@ -4,7 +4,7 @@ Steps (all generated in the run, into ``work``):
 
 1. A training set of 3-s clips (``beepnet synth``'s generator, preset ``train``, its own
    seed), on which a BeepNet and the original 2-filter net are trained alike.
-2. An evaluation set of continuous streams (``beepnet.model.streams``: another seed, the
+2. An evaluation set of continuous streams (``beepnet.training.streams``: another seed, the
    harder ``heldout`` settings): streams with beep patterns at known times, and beep-free
    ones.
 3. Every detector (the shipped BeepNet model, the tone detector, the two trained here)
@@ -120,8 +120,8 @@ def evaluate(detector, streams: list, stream_dir: Path, audio: AudioConfig,
 
 def _train_models(s: QualitySettings, work: Path) -> tuple[dict[str, Path], dict]:
     """Generate the training clips and train both architectures on them."""
-    from ..model import dataset
-    from ..model.train import train
+    from ..training import dataset
+    from ..training.train import train
 
     info: dict = {}
     t = time.monotonic()
@@ -135,7 +135,7 @@ def _train_models(s: QualitySettings, work: Path) -> tuple[dict[str, Path], dict
     else:
         info["original_skipped"] = "this beepnet's train() has no arch='original'"
     for arch in archs:
-        out = work / f"{arch}.pt"
+        out = work / f"{arch}.safetensors"
         log.info("quality: training %s on %d clips (%d epochs)", arch, s.train_clips,
                  s.train_epochs)
         kw = {"arch": arch} if arch != "beepnet" else {}
@@ -151,7 +151,7 @@ def _train_models(s: QualitySettings, work: Path) -> tuple[dict[str, Path], dict
 
 def run(settings: QualitySettings, work: Path) -> tuple[list[Row], dict]:
     """All quality rows and the details for the JSON file."""
-    from ..model import streams as streamgen
+    from ..training import streams as streamgen
 
     details: dict = {"settings": asdict(settings)}
     audio = AudioConfig()
@@ -178,7 +178,10 @@ def run(settings: QualitySettings, work: Path) -> tuple[list[Row], dict]:
         models = {}
         details["training_skipped"] = f"needs the [train] extra ({e.name or e})"
     for arch, path in models.items():
-        detectors[arch] = load_detector(DetectorConfig(kind="beepnet", model=str(path)))
+        # The original 2-filter net runs on the torch runtime only; BeepNet on the default.
+        runtime = {"runtime": "torch"} if arch == "original" else {}
+        detectors[arch] = load_detector(DetectorConfig(kind="beepnet", model=str(path),
+                                                       **runtime))
 
     rows: list[Row] = []
     details["detectors"] = {}

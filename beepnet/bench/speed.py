@@ -9,6 +9,10 @@
 - Inference per 3-s chunk: ``detector.score`` on a few hundred different windows of that
   audio after a warm-up; median and 95th percentile. BeepNet is measured in both runtimes
   (``detector.runtime``: torch and numpy).
+- A crafted model file (one tensor of 10^12 elements described over 16 bytes of data):
+  how long ``beepnet detect`` takes to refuse it, and its peak RSS, measured by a small
+  parent process whose only child it is (``RUSAGE_CHILDREN`` keeps the largest child's
+  figure, and this process has had bigger ones).
 
 Training time on a user's first labelled set is measured in ``user`` (the "training" part),
 beside how well the trained models then work.
@@ -17,8 +21,10 @@ beside how well the trained models then work.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -30,7 +36,8 @@ import numpy as np
 from ..config import AudioConfig, DetectorConfig
 from ..detect import detect_file
 from ..detectors import load_detector
-from .report import DETECT_REALTIME, INFERENCE_MS, Row, skipped_rows
+from ..testing.procs import measure
+from .report import CRAFTED_MB, CRAFTED_S, DETECT_REALTIME, INFERENCE_MS, Row, skipped_rows
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +90,7 @@ def _recording(s: SpeedSettings, work: Path) -> Path:
     """A household stream with beeps, as `beepnet detect` would be given."""
     import soundfile as sf
 
-    from ..model import streams
+    from ..training import streams
 
     path = work / "speed.wav"
     audio, _ = streams.make_stream(s.seed, 0, s.audio_seconds,
@@ -163,7 +170,28 @@ def detection(s: SpeedSettings, work: Path) -> tuple[list[Row], dict]:
                 result.duration / cli, "×", fmt=".0f",
                 note=f"{cli:.1f} s for {_minutes(result.duration)}, one core"),
         ]
-    return rows, details
+    crafted_rows, details["crafted_model"] = crafted_model(work)
+    return rows + crafted_rows, details
+
+
+def crafted_model(work: Path) -> tuple[list[Row], dict]:
+    """`beepnet detect` against a model file whose header claims 10^12 weights."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [10**6, 10**6],
+                               "data_offsets": [0, 16]}}).encode()
+    model = work / "crafted.safetensors"
+    model.write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+    audio = work / "crafted.wav"
+    audio.write_bytes(b"")  # never read: the model is refused first
+    m = measure([sys.executable, "-m", "beepnet", "detect", "--model", str(model), str(audio)])
+    details = {"status": m.status, "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb,
+               "stderr": m.stderr.strip()}
+    # The line ends in the reason, in brackets: "... (tensor w: its bytes do not match ...)".
+    reason = m.stderr.strip().rsplit("(", 1)[-1].rstrip(")")
+    note = f"exit {m.status}, {m.stderr.strip().count(chr(10)) + 1} line: {reason[:80]}"
+    return [Row(SECTION, "crafted model file: `beepnet detect` refuses it in", m.seconds,
+                "s", CRAFTED_S, fmt=".2f", note=note),
+            Row(SECTION, "crafted model file: peak RSS of that `beepnet detect`",
+                m.peak_rss_mb, "MB", CRAFTED_MB, fmt=".0f")], details
 
 
 def _minutes(seconds: float) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from ..audio.files import AudioFileError, read_audio, write_wav_atomic
 from ..fsutil import remove_quietly
 from ..config import DetectorConfig
@@ -24,9 +25,7 @@ from . import child
 
 log = logging.getLogger(__name__)
 
-RATE = 16000
-EXIT_DETECTOR = 78
-"""Exit status when the detector cannot be loaded: restarting would not help."""
+RATE = SAMPLE_RATE
 CLIP_CONTEXT_SECONDS = 6.0
 """Audio before the detected chunk that goes into the alert clip (chunk + context <= 10 s)."""
 
@@ -108,7 +107,7 @@ def classifier_main(cfg: DetectorConfig, alert_dir: str, work, results, stop,
         clf = Classifier(cfg, Path(alert_dir))
     except Exception as e:  # noqa: BLE001 - a model that will not load is reported, not traced
         log.error("cannot load the %s detector: %s", cfg.kind, e)
-        raise SystemExit(EXIT_DETECTOR) from None
+        raise SystemExit(child.EXIT_DETECTOR) from None
     results.put(DetectorReady(clf.detector.describe(), clf.detector.threshold))
     while True:
         try:

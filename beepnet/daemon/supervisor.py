@@ -19,14 +19,14 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from ..audio import SAMPLE_RATE
 from ..fsutil import remove_quietly
 from ..config import Config
 from ..messages import (Chunk, Detection, DetectorReady, Heartbeat, Scored, SourceEnded,
                         SourceFailed, Started)
-from ..monitor.status import StatusPublisher, status_path
+from .status import StatusPublisher, status_path
 from ..notify.watch import Watch
-from .classifier import EXIT_DETECTOR, classifier_main
-from .recorder import recorder_main
+from .child import EXIT_DETECTOR, run_classifier, run_recorder
 from .retention import prune
 from .sdnotify import SystemdNotifier
 
@@ -161,7 +161,7 @@ class Supervisor:
         # Fresh queue: a recorder that died mid-put may have left the old one's lock held.
         self.rec_q = self.ctx.Queue()
         c.proc = self.ctx.Process(
-            target=recorder_main, name="recorder", daemon=True,
+            target=run_recorder, name="recorder", daemon=True,
             args=(self.cfg.audio, self.source, self.speed, str(self.chunk_dir), self.rec_q,
                   self.rec_stop, self.cfg.log.level, self.secrets))
         self._spawn(c.proc)
@@ -172,7 +172,7 @@ class Supervisor:
         # Fresh queues: a killed classifier may have died holding the old ones' locks.
         self.work_q, self.results_q = self.ctx.Queue(), self.ctx.Queue()
         c.proc = self.ctx.Process(
-            target=classifier_main, name="classifier", daemon=True,
+            target=run_classifier, name="classifier", daemon=True,
             args=(self.cfg.detector, str(self.alert_dir), self.work_q, self.results_q,
                   self.clf_stop, self.cfg.log.level, self.secrets))
         self._spawn(c.proc)
@@ -265,7 +265,7 @@ class Supervisor:
         elif isinstance(msg, SourceFailed):
             self._on_source_failed(msg)
         elif isinstance(msg, SourceEnded):
-            log.info("replay finished after %.1f s of audio", msg.samples / 16000)
+            log.info("replay finished after %.1f s of audio", msg.samples / SAMPLE_RATE)
             self._source_done = True
 
     def _check_disk(self, beat: Heartbeat) -> None:
@@ -450,7 +450,7 @@ class Supervisor:
                 continue
             t0 = time.mktime(time.strptime(m.group(1), "%Y%m%d-%H%M%S"))
             start = int(m.group(2))
-            self.pending.append(Chunk(str(p), start, t0 + start / 16000,
+            self.pending.append(Chunk(str(p), start, t0 + start / SAMPLE_RATE,
                                       self.cfg.audio.chunk_seconds, 0.0))
         if self.pending:
             log.info("classifying %d chunk(s) left from a previous run", len(self.pending))

@@ -1,10 +1,10 @@
 """The BeepNet detector: the trained 1D-conv network (beepnet.model) scoring windows.
 
 One CPU thread (the daemon's classifier is a process of its own). The score is P(beep)
-from the clip output. The net runs in one of two runtimes (``detector.runtime``): PyTorch
-(``torch``, inference mode), or numpy (``numpy``: `beepnet.model.npnet`, the same scores
-without importing torch, about 220 MB less memory). This module imports torch only for the
-torch runtime.
+from the clip output. The net runs in one of two runtimes (``detector.runtime``): numpy
+(``numpy``, the default: `beepnet.model.npnet`), or PyTorch (``torch``, inference mode;
+for parity checks and for the original net, which only torch runs; it needs the train
+extra). They give the same scores; this module imports torch only for the torch runtime.
 
 Where the beep is (start/end) is only worked out for windows that score as beeps. The
 network's frame outputs give a coarse region (20 ms frames whose edges are vague: a model
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,41 +27,16 @@ from beepnet.detectors.base import WindowScore
 from beepnet.detectors.tone import ToneDetector
 from beepnet.model.modelfile import ModelFileError
 from beepnet.model.npnet import limit_blas_threads, load_numpy_model, softmax
+from beepnet.model.preflight import RUNTIMES, TORCH_MISSING, find_default_model
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL_NAME = "beepnet-default.pt"
-RUNTIMES = ("torch", "numpy")
-
-
-def default_model_candidates() -> list[Path]:
-    """Where the shipped model is looked for, in order.
-
-    The repository keeps it in the top-level ``models/`` folder (a source checkout and
-    an editable install find it there, next to the package); a regular pip install
-    copies it as data into ``<prefix>/share/beepnet/models/`` (pyproject's data-files).
-    """
-    repo = Path(__file__).resolve().parents[2]
-    return [repo / "models" / DEFAULT_MODEL_NAME,
-            Path(sys.prefix) / "share" / "beepnet" / "models" / DEFAULT_MODEL_NAME]
-
-
-def find_default_model() -> Path:
-    for p in default_model_candidates():
-        if p.is_file():
-            return p
-    raise ModelFileError(
-        "no shipped BeepNet model found (looked in "
-        + ", ".join(str(p) for p in default_model_candidates())
-        + "); build it with `make model` or set detector.model")
-
 
 class BeepNetDetector:
     """Scores 16 kHz mono windows with a BeepNet model file."""
 
     name = "beepnet"
 
-    def __init__(self, model_path: str | os.PathLike | None = None, runtime: str = "torch"
+    def __init__(self, model_path: str | os.PathLike | None = None, runtime: str = "numpy"
                  ) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown BeepNet runtime {runtime!r} (one of "
@@ -74,9 +48,12 @@ class BeepNetDetector:
             self.info = load_numpy_model(path)
             self._probs = self._numpy_probs
         else:
-            import torch
+            try:
+                import torch
+            except ImportError:
+                raise ModelFileError(TORCH_MISSING) from None
 
-            from beepnet.model.io import load_model
+            from beepnet.training.torchmodel import load_model
 
             torch.set_num_threads(1)
             self._torch = torch

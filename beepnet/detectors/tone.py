@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from beepnet.audio import SAMPLE_RATE
 from beepnet.detectors.base import WindowScore
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class ToneDetector:
 
     name = "tone"
 
-    def __init__(self, sample_rate: int = 16000, min_hz: float = 1000.0, max_hz: float = 6000.0,
+    def __init__(self, sample_rate: int = SAMPLE_RATE, min_hz: float = 1000.0, max_hz: float = 6000.0,
                  min_ms: float = 40.0, threshold: float = 0.5, *,
                  frame_ms: float = 32.0, hop_ms: float = 8.0, context_hz: float = 500.0,
                  min_prominence_db: float = 10.0, floor_db: float = -90.0,

@@ -1,7 +1,7 @@
 """Reading, measuring and scoring clips for the labeller, once each, ahead of the user.
 
-The measurements (spectrum.py) are cheap and made on demand; the model is not: it needs torch
-(seconds to import on a Pi) and a few ms to 100 ms a clip. So the model is loaded by a
+The measurements (spectrum.py) are cheap and made on demand; the model is not: loading it
+takes a moment, and scoring a few ms to 100 ms a clip on a Pi. So the model is loaded by a
 background thread the first time a clip needs scoring, and that thread keeps scoring the next
 few clips in the queue while the user looks at the current one. Each clip is scored once.
 """
@@ -27,7 +27,7 @@ CACHE_SIZE = 256
 
 
 def _beepnet_detector(path: Path | None) -> Detector:
-    from ..detectors.beepnet import BeepNetDetector  # torch: only from here on
+    from ..detectors.beepnet import BeepNetDetector  # the model code loads only from here on
 
     return BeepNetDetector(path)
 
@@ -45,7 +45,7 @@ class Analyser:
     def __init__(self, model: str | os.PathLike | None, use_model: bool = True,
                  make_detector: Callable[[Path | None], Detector] | None = None) -> None:
         """``model``: a BeepNet model file, or None for the shipped one; ``use_model`` False
-        means no suggestions at all (and no torch). ``make_detector`` builds the detector from
+        means no suggestions at all. ``make_detector`` builds the detector from
         the model path (default: BeepNet; tests pass a fake)."""
         self.model_path = Path(model).expanduser() if model else None
         self._make_detector = make_detector or _beepnet_detector
@@ -95,11 +95,11 @@ class Analyser:
     # -- the model -----------------------------------------------------------------------------
 
     def _load_model(self) -> None:
-        """Import torch and load the model (called with _model_lock held)."""
+        """Load the model (called with _model_lock held)."""
         try:
             det = self._make_detector(self.model_path)
         except ImportError as e:
-            self.model_error = (f"torch is not installed ({e.name or e}); see the README to "
+            self.model_error = (f"{e.name or e} is not installed; see the README to "
                                 "install it, or label without suggestions")
             self.model_state = ModelState.FAILED
             return
@@ -151,7 +151,7 @@ class Analyser:
 
     def analysis(self, clip: Clip, wait: bool = False) -> tuple[Analysis, bool]:
         """(analysis, complete). Without ``wait`` the model part is left out when it is not
-        ready yet (``complete`` False), so drawing never waits for torch."""
+        ready yet (``complete`` False), so drawing never waits for the model."""
         lk, error = self.look(clip)
         if wait:
             return Analysis(lk, error, self.view(clip) if lk is not None else None), True

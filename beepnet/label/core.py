@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model.train import session_of
+from ..training.train import session_of
 from .journal import Journal, UndoResult
 from .spectrum import ClipLook, spectral_distance
 

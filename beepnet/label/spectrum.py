@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..audio import SAMPLE_RATE
+
 N_FFT = 512
 HOP = 400
 """25 ms between spectrogram columns: 120 columns for a 3-s chunk."""

@@ -237,7 +237,7 @@ class App:
         elif key in ENTER:
             if self.analyser.analysis(clip)[1]:
                 self._accept()
-            else:  # the suggestion is still on its way (torch loading): wait for it
+            else:  # the suggestion is still on its way (model loading): wait for it
                 self._say("waiting for the model's suggestion ...")
                 self._deferred = self._accept
         elif key == "s":

@@ -12,7 +12,7 @@ import numpy as np
 from rich.console import Group
 from rich.text import Text
 
-from ..monitor.view import FLOOR_DBFS, bar, spark
+from ..termdraw import FLOOR_DBFS, bar, spark
 from .core import LABEL_KEYS, Analysis, Clip, Suggestion
 from .spectrum import BANDS, pool
 
@@ -41,7 +41,7 @@ class Screen:
     """False while the model has not scored this clip yet."""
     suggestion: Suggestion | None = None
     model_note: str = ""
-    """"model beepnet-default.pt", "loading the model ...", or why there is none."""
+    """"model beepnet-default.safetensors", "loading the model ...", or why there is none."""
     player_note: str = ""
     moved: int = 0
     undone: int = 0

@@ -1,6 +1,6 @@
-"""BeepNet: a small 1D-conv network on the raw 16 kHz waveform, and its training tools.
+"""What the daemon needs to load and run a BeepNet model, without torch, pandas or sklearn.
 
-Modules: ``net`` (the network), ``io`` (model files), ``dataset`` (generated
-training clips), ``train`` (training and threshold choice), ``evaluate`` (figures and
-plots of a model on a labelled set).
+``arch`` (the architectures as plain data, with the tensors each has), ``modelfile`` (the
+safetensors model file: read, check, write) and ``npnet`` (numpy inference). Training,
+evaluation and the torch nets are in `beepnet.training`.
 """

@@ -1,9 +1,10 @@
 """BeepNet inference in numpy: the same scores as PyTorch without importing torch.
 
-``import torch`` alone costs a process about 220 MB of memory; the net is 500 kB. With
-``detector.runtime = "numpy"`` the classifier reads the model file with
-`beepnet.model.torchfile` and runs `NumpyBeepNet`, which computes what
-`beepnet.model.net.BeepNet.forward` computes in eval mode, layer for layer:
+The daemon's runtime (``detector.runtime = "numpy"``, the default). ``import torch`` alone
+costs a process about 220 MB of memory and a Pi owner a download of several hundred MB;
+the net is 500 kB. The classifier reads the model file with `beepnet.model.modelfile`
+and runs `NumpyBeepNet`, which computes what `beepnet.training.net.BeepNet.forward`
+computes in eval mode, layer for layer:
 
 - per-window RMS normalisation (same floor as the net);
 - the learned filterbank (Conv1d, kernel 400, stride 160, padding 200) as one matrix
@@ -28,25 +29,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import zipfile
-from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import torchfile
-from .arch import NetConfig
-from .modelfile import (
-    SAMPLE_RATE,
-    ModelFileError,
-    ModelInfo,
-    check_metadata,
-    first_line,
-    misfit,
-    model_info,
-    unreadable,
-)
+from ..audio import SAMPLE_RATE
+from .arch import BODY_KERNEL, NetConfig
+from .modelfile import ModelFileError, ModelInfo, read_model_file
 
 log = logging.getLogger(__name__)
 
@@ -56,60 +45,6 @@ RMS_FLOOR = 1e-10
 """BeepNet.features' clamp on the mean square (keeps digital silence finite)."""
 LOG_FLOOR = 1e-4
 """Added to the filterbank energies before the log, as in BeepNet.features."""
-BODY_KERNEL = 5
-
-
-@dataclass(frozen=True)
-class Arch(NetConfig):
-    """A model file's ``arch`` for BeepNet, checked field by field (a file is untrusted
-    input), with the layer layout the numpy forward pass needs."""
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Arch:
-        if not isinstance(d, dict):
-            raise ValueError("no architecture")
-        if d.get("kind", "beepnet") != "beepnet":
-            raise ValueError(f"kind {d.get('kind')!r}")
-        d = {k: v for k, v in d.items() if k != "kind"}
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown architecture keys {', '.join(sorted(map(str, unknown)))}")
-        if "channels" in d:
-            if not isinstance(d["channels"], (list, tuple)):
-                raise ValueError("channels is not a list")
-            d["channels"] = tuple(d["channels"])
-        arch = cls(**d)
-        sizes = [arch.n_classes, arch.n_filters, arch.kernel, arch.stride, arch.pool,
-                 *arch.channels]
-        if not arch.channels or not all(isinstance(v, int) and v > 0 for v in sizes):
-            raise ValueError("sizes must be positive whole numbers")
-        return arch
-
-    def body_layers(self) -> list[tuple[int, int, int, int]]:
-        """(conv index in ``body``, c_in, c_out, dilation) per block; its BatchNorm is the
-        next index. Block 0 has conv, norm, ReLU and pooling; the others conv, norm, ReLU."""
-        out, index, c_in = [], 0, self.n_filters
-        for i, c_out in enumerate(self.channels):
-            out.append((index, c_in, c_out, self.dilation(i)))
-            index += 4 if i == 0 else 3
-            c_in = c_out
-        return out
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every state_dict entry BeepNet has, with its shape."""
-        def norm(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
-            return {f"{prefix}.{k}": (c,) for k in ("weight", "bias", "running_mean",
-                                                      "running_var")} | {
-                f"{prefix}.num_batches_tracked": ()}
-
-        out = {"frontend.weight": (2 * self.n_filters, 1, self.kernel),
-               **norm("front_norm", self.n_filters)}
-        for index, c_in, c_out, _ in self.body_layers():
-            out[f"body.{index}.weight"] = (c_out, c_in, BODY_KERNEL)
-            out.update(norm(f"body.{index + 1}", c_out))
-        out["classifier.weight"] = (self.n_classes, 2 * self.channels[-1], 1)
-        out["classifier.bias"] = (self.n_classes,)
-        return out
 
 
 def _fold_norm(w: dict[str, np.ndarray], prefix: str) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +57,7 @@ class NumpyBeepNet:
     """Raw waveform (batch, samples) -> (clip logits (batch, C), frame logits (batch, C, T)),
     as numpy float32; interchangeable with an eval-mode BeepNet for the detector."""
 
-    def __init__(self, cfg: Arch, state: dict[str, np.ndarray]) -> None:
+    def __init__(self, cfg: NetConfig, state: dict[str, np.ndarray]) -> None:
         self.cfg = cfg
         w = {k: np.asarray(state[k], np.float32) for k in cfg.shapes()}
         # Time runs down the rows everywhere (T, channels): each layer is `x @ weights`.
@@ -211,54 +146,13 @@ def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def load_numpy_model(path: str | os.PathLike) -> ModelInfo:
-    """Read and check a model file like `beepnet.model.io.load_model`, with a NumpyBeepNet."""
-    path = Path(path)
-    where = f"model file {path}"
-    if not path.is_file():
-        raise ModelFileError(f"{where}: no such file")
-    try:
-        blob = torchfile.load(path)
-    except (torchfile.TorchFileError, zipfile.BadZipFile) as e:
-        raise unreadable(where, first_line(e)) from None
-    except Exception as e:  # noqa: BLE001 - damage shows as many kinds (EOF, pickle, zlib)
-        raise unreadable(where, f"damaged or truncated: {first_line(e)}") from None
-    labels, threshold = check_metadata(blob, where)
-    arch = blob.get("arch")
-    if isinstance(arch, dict) and arch.get("kind", "beepnet") != "beepnet":
-        raise ModelFileError(f"{where}: holds the {arch.get('kind')!r} net, which only the "
-                             "torch runtime runs; set detector.runtime = \"torch\"")
-    try:
-        cfg = Arch.from_dict(arch)
-        if cfg.n_classes != len(labels):
-            raise ValueError(f"{cfg.n_classes} outputs for {len(labels)} labels")
-        state = blob.get("state_dict")
-        if not isinstance(state, dict):
-            raise ValueError("no state_dict")
-        _check_state(state, cfg.shapes())
-        net = NumpyBeepNet(cfg, state)
-    except (TypeError, ValueError) as e:
-        raise misfit(where, first_line(e)) from None
-    return model_info(blob, net, labels, threshold, str(path))
-
-
-def _check_state(state: dict, shapes: dict[str, tuple[int, ...]]) -> None:
-    """What load_state_dict(strict=True) checks: the same keys, each with its shape."""
-    missing = [k for k in shapes if k not in state]
-    extra = [k for k in state if k not in shapes]
-    if missing or extra:
-        raise ValueError("; ".join(
-            part for part in (f"missing {', '.join(missing)}" if missing else "",
-                              f"unexpected {', '.join(map(str, extra))}" if extra else "")
-            if part))
-    for k, shape in shapes.items():
-        v = state[k]
-        if not isinstance(v, np.ndarray) or v.dtype.kind not in "fiub":
-            raise ValueError(f"{k} is not a tensor")
-        if v.shape != shape:
-            raise ValueError(f"size mismatch for {k}: {tuple(v.shape)} in the file, "
-                             f"{shape} in the net")
-        if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
-            raise ValueError(f"{k} has values that are not finite")
+    """Read and check a model file, with a NumpyBeepNet to run it."""
+    mf = read_model_file(path)
+    if not isinstance(mf.arch, NetConfig):
+        raise ModelFileError(f"model file {mf.path}: holds the {mf.arch.kind!r} net, which "
+                             "only the torch runtime runs; set detector.runtime = \"torch\" "
+                             "(needs the train extra: pip install 'beepnet[train]')")
+    return ModelInfo.of(mf, NumpyBeepNet(mf.arch, mf.tensors))
 
 
 # ---------------------------------------------------------------------- BLAS threads

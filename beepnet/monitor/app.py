@@ -1,10 +1,10 @@
 """`beepnet monitor`: the loop that reads the status channel, draws, and handles keys.
 
-Attached: a daemon's status file (status.py) is fresh; the monitor only reads it and never
-opens the microphone. Standalone: no daemon is running, so the monitor starts the very same
-pipeline (:class:`beepnet.daemon.supervisor.Supervisor` with its recorder and classifier) in
-a child process, with a notifier that only logs, all of its output going to a log file, and
-reads the status file that child publishes.
+Attached: a daemon's status file (beepnet/daemon/status.py) is fresh; the monitor only
+reads it and never opens the microphone. Standalone: no daemon is running, so the monitor
+starts the very same pipeline (:class:`beepnet.daemon.supervisor.Supervisor` with its
+recorder and classifier) in a child process, with a notifier that only logs, all of its
+output going to a log file, and reads the status file that child publishes.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import tty
 from contextlib import contextmanager
 from pathlib import Path
 
-from .status import is_live, read_status, status_path
-from .view import FLOOR_DBFS, ViewState, render
+from ..termdraw import FLOOR_DBFS
+from ..daemon.status import is_live, read_status, status_path
+from .view import ViewState, render
 
 log = logging.getLogger(__name__)
 

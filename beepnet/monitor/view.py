@@ -1,4 +1,4 @@
-"""Rendering one frame of `beepnet monitor` from a status document (see status.py).
+"""Rendering one frame of `beepnet monitor` from a status document (see beepnet/daemon/status.py).
 
 Pure functions of (status, view state, terminal size) -> a rich renderable, so the layout can
 be checked without a terminal. Only unicode block characters and basic colours are used:
@@ -15,9 +15,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-FLOOR_DBFS = -90.0
-"""The left end of the level meter and of the level timeline."""
-SPARKS = " ▁▂▃▄▅▆▇█"
+from ..termdraw import FLOOR_DBFS, bar, spark
+
 COMPACT_WIDTH, COMPACT_HEIGHT = 70, 24
 TIMELINE_STEP = 2
 """Seconds per timeline column: a 100-column terminal shows the last 3 minutes."""
@@ -79,28 +78,6 @@ def meter(level: float, peak: float, gate: float, width: int) -> Text:
         else:
             t.append("·", style="grey50")
     return t
-
-
-def bar(p: float, width: int) -> Text:
-    """A probability 0..1 as a bar with eighth-block resolution."""
-    width = max(width, 4)
-    eighths = round(min(max(p, 0.0), 1.0) * width * 8)
-    full, part = divmod(eighths, 8)
-    # Horizontal eighth blocks for the fraction of a cell.
-    s = "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
-    return Text(s.ljust(width, " "), style="cyan")
-
-
-def spark(values: list[float | None], lo: float, hi: float) -> str:
-    """One row of unicode blocks; None (nothing that second) is a blank."""
-    out = []
-    for v in values:
-        if v is None:
-            out.append(" ")
-            continue
-        frac = (min(max(v, lo), hi) - lo) / (hi - lo)
-        out.append(SPARKS[max(1, round(frac * (len(SPARKS) - 1)))])
-    return "".join(out)
 
 
 def _max(a: float | None, b: float | None) -> float | None:

@@ -1,30 +1,59 @@
-"""MP3 clips for the phone, made by LAME (the self-contained `lameenc` wheel; no shell)."""
+"""MP3 clips for the phone, made by LAME (the self-contained `lameenc` wheel; no shell).
+
+The alert clips are encoded in the supervisor, which never needs numpy otherwise: the
+classifier keeps each clip as 16-bit PCM WAV, and the standard library's `wave` hands
+those samples to LAME as they are (numpy would cost the supervisor 18 MB).
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import wave
+from typing import TYPE_CHECKING
+
+from ..audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_CLIP_SECONDS = 10.0
 """Telegram plays anything under its 50 MB upload limit; ten seconds keep the message small."""
 
 
-def encode_mp3(audio: np.ndarray, rate: int = 16000, kbps: int = 48) -> bytes:
-    """Encode mono float audio in [-1, 1] as a constant-bit-rate MP3."""
+def encode_pcm16(pcm: bytes, rate: int = SAMPLE_RATE, kbps: int = 48) -> bytes:
+    """Encode mono 16-bit little-endian PCM as a constant-bit-rate MP3."""
     import lameenc
 
-    pcm = (np.clip(np.asarray(audio, np.float32), -1.0, 1.0) * 32767.0).astype("<i2")
     enc = lameenc.Encoder()
     enc.set_bit_rate(kbps)
     enc.set_in_sample_rate(rate)
     enc.set_channels(1)
     enc.set_quality(2)  # 2 = high quality, still fast for a few seconds of audio
-    return bytes(enc.encode(pcm.tobytes()) + enc.flush())
+    return bytes(enc.encode(pcm) + enc.flush())
+
+
+def encode_mp3(audio: np.ndarray, rate: int = SAMPLE_RATE, kbps: int = 48) -> bytes:
+    """Encode mono float audio in [-1, 1] as a constant-bit-rate MP3."""
+    import numpy as np
+
+    pcm = (np.clip(np.asarray(audio, np.float32), -1.0, 1.0) * 32767.0).astype("<i2")
+    return encode_pcm16(pcm.tobytes(), rate, kbps)
 
 
 def clip_to_mp3(wav_path: str, max_seconds: float = MAX_CLIP_SECONDS) -> bytes:
-    """The alert clip (a WAV the classifier kept) as MP3, its last ``max_seconds`` at most."""
+    """The alert clip (a WAV the classifier kept) as MP3, its last ``max_seconds`` at most.
+
+    The beep is at the end of the clip (context comes before it): the end is kept."""
+    try:
+        with wave.open(wav_path, "rb") as w:
+            usable = (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, SAMPLE_RATE)
+            if usable:
+                keep = int(max_seconds * SAMPLE_RATE)
+                w.setpos(max(0, w.getnframes() - keep))
+                return encode_pcm16(w.readframes(keep), SAMPLE_RATE)
+    except (wave.Error, EOFError):
+        pass
+    # Not what the classifier writes (another tool's WAV): decode it the general way.
     from ..audio.files import read_audio
 
-    audio = read_audio(wav_path, 16000)
-    # The beep is at the end of the clip (context comes before it): keep the end.
-    return encode_mp3(audio[-int(max_seconds * 16000):], 16000)
+    audio = read_audio(wav_path, SAMPLE_RATE)
+    return encode_mp3(audio[-int(max_seconds * SAMPLE_RATE):], SAMPLE_RATE)

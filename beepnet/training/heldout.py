@@ -1,6 +1,6 @@
 """Held-out comparison of a BeepNet model with the tone detector on generated clips.
 
-    python -m beepnet.model.heldout MODEL [--n 600] [--seed 99] [--data DIR]
+    python -m beepnet.training.heldout MODEL [--n 600] [--seed 99] [--data DIR]
 
 Generates (or reuses) a set with the "heldout" preset and a seed the default model was
 not trained on, scores every clip with both detectors at their operating thresholds, and
@@ -76,7 +76,7 @@ def report(model: str, data: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m beepnet.model.heldout")
+    p = argparse.ArgumentParser(prog="python -m beepnet.training.heldout")
     p.add_argument("model")
     p.add_argument("--n", type=int, default=600)
     p.add_argument("--seed", type=int, default=99)

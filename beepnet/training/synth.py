@@ -17,7 +17,7 @@ All functions return float32 mono arrays (in [-1, 1] at their default levels;
 `mix` clips). Only numpy is used
 (the runtime targets a Raspberry Pi); soundfile is imported lazily by the CLI.
 
-Command line: ``python -m beepnet.synth demo OUT_PATH`` writes the demo recording.
+Command line: ``python -m beepnet.training.synth demo OUT_PATH`` writes the demo recording.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-SR = 16000
+SR = SAMPLE_RATE
 """Default sample rate (Hz) of everything generated here."""
 
 BEEP_BAND_HZ = (1000.0, 6000.0)
@@ -710,8 +712,8 @@ def write_demo(path: str | Path, seed: int = 0, sr: int = SR) -> list[tuple[floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m beepnet.synth demo OUT_PATH [--seed N]``."""
-    parser = argparse.ArgumentParser(prog="python -m beepnet.synth", description=__doc__.split("\n")[0])
+    """``python -m beepnet.training.synth demo OUT_PATH [--seed N]``."""
+    parser = argparse.ArgumentParser(prog="python -m beepnet.training.synth", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="write the synthetic washing-machine cycle with beeps")
     demo.add_argument("out_path", help="output file; .flac, .ogg or .wav")

@@ -2,7 +2,7 @@
 
 DATA_DIR has the layout `beepnet train` reads (``DATA_DIR/<label>/*.wav``; ``beep`` is
 the positive, every other folder a negative class) and is read by the same
-`beepnet.model.train.scan`, so both commands accept and skip the same files. Steps:
+`beepnet.training.train.scan`, so both commands accept and skip the same files. Steps:
 
 1. `evaluate`: every usable clip is scored in batches (one forward pass per batch);
    only the class probabilities are kept.
@@ -126,7 +126,7 @@ def evaluate(data_dir: str | Path, model_path: str | Path, threshold: float | No
     """
     import torch
 
-    from .io import load_model
+    from .torchmodel import load_model
 
     counts = check_data_dir(data_dir)
     if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -368,7 +368,7 @@ def run(data_dir: str, model_path: str, out_dir: str | None = None,
     except EvaluateError as e:
         print(f"beepnet: evaluate: {e}", file=sys.stderr)
         return 1
-    from .io import ModelFileError
+    from ..model.modelfile import ModelFileError
 
     out = Path(out_dir) if out_dir else default_out_dir(model_path, data_dir)
     try:

@@ -8,42 +8,19 @@ overfits: it learns *where* the beep was in the training chunks. It is rebuilt h
 only so that benchmarks and ``beepnet train`` can compare it with BeepNet on the same
 data; it is never the default.
 
-It speaks the same interface as :class:`beepnet.model.net.BeepNet` (``cfg.kernel``,
+It speaks the same interface as :class:`beepnet.training.net.BeepNet` (``cfg.kernel``,
 ``frame_seconds``, ``forward`` -> clip and frame logits) so the detector, training and
 model files treat both alike. It has a single "frame": the whole window.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .net import SAMPLE_RATE
-
-KIND = "original"
-
-
-@dataclass(frozen=True)
-class OriginalConfig:
-    """Architecture of the original net (stored in the model file)."""
-
-    n_classes: int = 2
-    n_filters: int = 2
-    kernel: int = 400
-    stride: int = 160
-    pool: int = 4
-    window_samples: int = 48000
-    kind: str = KIND
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> OriginalConfig:
-        return cls(**d)
+from ..audio import SAMPLE_RATE
+from ..model.arch import OriginalConfig
 
 
 class OriginalBeepNet(nn.Module):
@@ -54,9 +31,8 @@ class OriginalBeepNet(nn.Module):
         self.cfg = cfg
         self.conv = nn.Conv1d(1, cfg.n_filters, cfg.kernel, stride=cfg.stride)
         self.pool = nn.MaxPool1d(cfg.pool)
-        steps = (cfg.window_samples - cfg.kernel) // cfg.stride + 1
         self.dropout = nn.Dropout(0.2)
-        self.fc = nn.Linear(cfg.n_filters * (steps // cfg.pool), cfg.n_classes)
+        self.fc = nn.Linear(cfg.fc_inputs, cfg.n_classes)
 
     @property
     def frame_seconds(self) -> float:

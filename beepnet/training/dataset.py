@@ -1,6 +1,6 @@
 """Generated, labelled 3-s training clips for BeepNet (``beepnet synth OUT_DIR``).
 
-Every clip is built from beepnet.synth: a background (washer phases, fan, quiet room,
+Every clip is built from beepnet.training.synth: a background (washer phases, fan, quiet room,
 speech-like babble, music-like notes, knocks, a door, near-silence), optionally a
 foreground, then room reverberation, microphone colouring and a random level.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .. import synth
+from . import synth
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import math
 import torch
 from torch import nn
 
-from .arch import NetConfig
-from .modelfile import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
+from ..model.arch import BODY_KERNEL, NetConfig
 
 __all__ = ["SAMPLE_RATE", "BeepNet", "NetConfig", "gabor_filterbank"]
 
@@ -48,7 +48,8 @@ class BeepNet(nn.Module):
         c_in = cfg.n_filters
         for i, c_out in enumerate(cfg.channels):
             dil = cfg.dilation(i)
-            layers += [nn.Conv1d(c_in, c_out, 5, padding=2 * dil, dilation=dil, bias=False),
+            layers += [nn.Conv1d(c_in, c_out, BODY_KERNEL, padding=(BODY_KERNEL // 2) * dil,
+                                 dilation=dil, bias=False),
                        nn.BatchNorm1d(c_out), nn.ReLU(inplace=True)]
             if i == 0:
                 layers.append(nn.MaxPool1d(cfg.pool, ceil_mode=True))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .. import synth
+from . import synth
 from . import dataset
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ negatives), each with audio files of any rate/channels/format. Steps:
    data carries beep times (the ``manifest.csv`` of a generated set), the frame outputs
    are trained too: beep or not, every 20 ms.
 4. `pick_threshold`: the operating threshold on P(beep) from the validation set.
-5. The model file (beepnet.model.io) with the metrics and a hash of the data list.
+5. The model file (beepnet.training.torchmodel) with the metrics and a hash of the data list.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-SR = 16000
+SR = SAMPLE_RATE
 WINDOW_S = 3.0
 HOP_S = 1.5
 MIN_BEEPS = 10
@@ -289,16 +291,17 @@ def predict(net, audio: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 def _build(arch: str, labels: list[str], init: str | None, lr: float):
     """The net to train and its learning rate: fresh, or started from a model file."""
-    from .io import load_model
-    from .net import BeepNet, NetConfig
-    from .original import OriginalBeepNet, OriginalConfig
+    from ..model.arch import NetConfig, OriginalConfig
+    from .net import BeepNet
+    from .original import OriginalBeepNet
+    from .torchmodel import load_model
 
     if arch == "original":
         return OriginalBeepNet(OriginalConfig(n_classes=len(labels))), lr
     if not init:
         return BeepNet(NetConfig(n_classes=len(labels))), lr
     if init == "default":
-        from ..detectors.beepnet import find_default_model
+        from ..model.preflight import find_default_model
 
         init = str(find_default_model())
     start = load_model(init)
@@ -343,7 +346,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     import torch
     from torch import nn
 
-    from .io import data_hash, save_model
+    from .torchmodel import data_hash, save_model
 
     if arch not in ("beepnet", "original"):
         raise TrainError(f"unknown architecture {arch!r} (beepnet or original)")
