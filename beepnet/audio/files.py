@@ -1,4 +1,4 @@
-"""Reading recordings of any rate, channel count and format; writing chunks atomically.
+"""Reading recordings of any rate, channel count and format (the daemon's own chunks: wav.py).
 
 soundfile (libsndfile) reads WAV, FLAC, OGG and MP3. Its errors are terse ("System error.",
 "Format not recognised.") and it reads a truncated WAV without complaint, so this module
@@ -7,7 +7,6 @@ checks the cases users actually hit and raises :class:`AudioFileError` with one 
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 from pathlib import Path
@@ -16,13 +15,8 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from . import SAMPLE_RATE
-from ..fsutil import write_atomic
+from . import SAMPLE_RATE, AudioFileError
 from .resample import Resampler
-
-
-class AudioFileError(Exception):
-    """A recording that cannot be used; ``str()`` is the reason, without the path."""
 
 
 def to_mono(block: np.ndarray) -> np.ndarray:
@@ -128,10 +122,3 @@ def read_audio(path: str | os.PathLike, rate: int = SAMPLE_RATE) -> np.ndarray:
         rs = Resampler(f.rate, rate)
         parts = [rs.process(b) for b in f.blocks(f.rate)]
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
-
-
-def write_wav_atomic(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
-    """Write 16-bit PCM WAV so readers never see a half-written file (temp file + rename)."""
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
-    write_atomic(path, buf.getvalue())

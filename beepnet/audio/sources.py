@@ -16,7 +16,7 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from .files import AudioFile, AudioFileError
+from . import AudioFileError
 
 log = logging.getLogger(__name__)
 
@@ -232,10 +232,12 @@ class FileSource:
         self.description = f"file {path}"
         self.rate = 0
         self.overflows = 0
-        self._file: AudioFile | None = None
+        self._file = None  # a beepnet.audio.files.AudioFile once open
 
     def open(self) -> None:
         try:
+            from .files import AudioFile  # soundfile: only for a --source file
+
             self._file = AudioFile(self.path)
         except AudioFileError as e:
             raise SourceError(f"{self.path}: {e}") from None

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..audio.files import AudioFileError, read_audio, write_wav_atomic
+from ..audio import SAMPLE_RATE, AudioFileError
+from ..audio.wav import read_wav, write_wav_atomic
 from ..fsutil import remove_quietly
 from ..config import DetectorConfig
 from ..detectors import load_detector
@@ -61,7 +61,7 @@ class Classifier:
     def handle(self, chunk: Chunk) -> list[object]:
         """Score one chunk; returns the messages to send (a Detection first, if any)."""
         try:
-            audio = read_audio(chunk.path, RATE)
+            audio = read_wav(chunk.path, RATE)
         except AudioFileError as e:
             # Dropped by the backlog limit, or removed by hand: nothing to score.
             return [Scored(chunk, 0.0, error=str(e))]

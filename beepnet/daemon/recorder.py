@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..audio.chunker import StreamWindower, Window
-from ..audio.files import write_wav_atomic
+from ..audio.wav import write_wav_atomic
 from ..audio.gate import Gate
 from ..audio.sources import FileSource, MicSource, Source, SourceError
 from ..config import AudioConfig

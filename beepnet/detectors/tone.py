@@ -178,9 +178,13 @@ class ToneDetector:
         reach = max(5, int(round(context_hz / self.bin_hz)))
         self._block = np.arange(-reach - 1, reach + 2)
         self._outside = (np.abs(self._block) > 2) & (np.abs(self._block) <= reach)
-        # Least-squares line through the neighbourhood: (slope, intercept) = _line_fit @ levels.
+        # Least-squares line through the neighbourhood: (slope, intercept) = _line_fit @ levels,
+        # i.e. pinv(A) = (A'A)^-1 A' with the 2x2 inverse written out: np.linalg.pinv would
+        # page in LAPACK's SVD, 2 MB of the classifier's memory, for one 2-column matrix.
         k = self._block[self._outside].astype(float)
-        self._line_fit = np.linalg.pinv(np.column_stack([k, np.ones_like(k)]))
+        a = np.column_stack([k, np.ones_like(k)])
+        (p, q), (_, r) = a.T @ a
+        self._line_fit = np.array([[r, -q], [-q, p]]) / (p * r - q * q) @ a.T
         # Only this slice of the spectrum is ever looked at.
         self._lo = max(0, self._band[0] - reach - 1)
         self._hi = min(self.n_fft // 2, self._band[1] + reach + 1)

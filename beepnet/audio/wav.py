@@ -1,0 +1,49 @@
+"""The daemon's own WAV files, read and written with the standard library's `wave`.
+
+The recorder writes each 3-s chunk; the classifier reads it and writes the alert clips;
+the notifier turns a clip into MP3. All are 16-bit PCM, mono, at `SAMPLE_RATE`, which
+`wave` handles, so none of those processes loads soundfile (libsndfile and cffi, about
+3 MB of every process that imports it) for them. Recordings of any other kind (`beepnet
+detect`, `run --source`, hand-labelled clips) go through `beepnet.audio.files`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from ..fsutil import write_atomic
+from . import SAMPLE_RATE
+
+
+def write_wav_atomic(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    """Write 16-bit PCM WAV so readers never see a half-written file (temp file + rename)."""
+    pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    write_atomic(path, buf.getvalue())
+
+
+def read_wav(path: str | os.PathLike, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A WAV this package wrote, as mono float32 in [-1, 1) at ``rate``.
+
+    Anything else (another rate, stereo, float samples, a damaged file) is read by
+    `beepnet.audio.files.read_audio`, which converts it or raises AudioFileError."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            if (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, rate):
+                pcm = w.readframes(w.getnframes())
+                return np.frombuffer(pcm, "<i2").astype(np.float32) / np.float32(32768)
+    except (wave.Error, EOFError, OSError):
+        pass
+    from .files import read_audio
+
+    return read_audio(path, rate)
