@@ -26,3 +26,16 @@ def worker():
     functions."""
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as ex:
         yield lambda fn, *args: ex.submit(fn, *args).result(timeout=240)
+
+
+@pytest.fixture
+def env(tmp_path) -> dict:
+    """The environment of a `beepnet` started as a new user would: no daemon settings or
+    token from the caller, HOME in tmp_path, a terminal type for tmux."""
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("STATE_DIRECTORY", "RUNTIME_DIRECTORY", "BEEPNET_CONFIG",
+                      "BEEPNET_TELEGRAM_TOKEN", "BEEPNET_TELEGRAM_CHAT_ID", "TMUX")}
+    e["HOME"] = str(tmp_path / "home")
+    os.makedirs(e["HOME"], exist_ok=True)
+    e["TERM"] = "xterm-256color"
+    return e

@@ -37,17 +37,6 @@ def recording(tmp_path_factory) -> str:
     return str(path)
 
 
-@pytest.fixture
-def env(tmp_path) -> dict:
-    e = {k: v for k, v in os.environ.items()
-         if k not in ("STATE_DIRECTORY", "RUNTIME_DIRECTORY", "BEEPNET_CONFIG",
-                      "BEEPNET_TELEGRAM_TOKEN", "BEEPNET_TELEGRAM_CHAT_ID", "TMUX")}
-    e["HOME"] = str(tmp_path / "home")
-    os.makedirs(e["HOME"], exist_ok=True)
-    e["TERM"] = "xterm-256color"
-    return e
-
-
 class Tmux:
     """One tmux server (private socket) with one session running ``command``; the command's
     exit status is written to a file when it ends."""

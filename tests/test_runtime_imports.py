@@ -22,7 +22,6 @@ import pytest
 
 from procs import wait_for
 from signals import convert, washer_with_beeps
-from test_monitor import env  # noqa: F401 - the fixture: no daemon settings, HOME in tmp
 
 from beepnet.monitor.app import LOG_NAME
 from beepnet.daemon.status import STATUS_NAME, read_status

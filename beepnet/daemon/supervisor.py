@@ -24,11 +24,11 @@ from ..fsutil import remove_quietly
 from ..config import Config
 from ..messages import (Chunk, Detection, DetectorReady, Heartbeat, Scored, SourceEnded,
                         SourceFailed, Started)
-from .status import StatusPublisher, status_path
 from ..notify.watch import Watch
 from .child import EXIT_DETECTOR, run_classifier, run_recorder
 from .retention import prune
 from .sdnotify import SystemdNotifier
+from .status import StatusPublisher, status_path
 
 log = logging.getLogger(__name__)
 

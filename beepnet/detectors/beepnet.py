@@ -10,8 +10,7 @@ Where the beep is (start/end) is only worked out for windows that score as beeps
 network's frame outputs give a coarse region (20 ms frames whose edges are vague: a model
 trained on hand-labelled clips learns them through the clip label only, and even the
 shipped model's frame targets leave out a beep's first and last 40 ms); inside it, the
-tone detector's spectral-peak tracking
-finds the tones themselves to about 10 ms. A beep the tracker cannot follow (heavy
+tone detector's spectral-peak tracking finds the tones themselves to about 10 ms. A beep the tracker cannot follow (heavy
 harmonics, a glide) keeps the coarse region.
 """
 
@@ -30,6 +29,7 @@ from beepnet.model.npnet import limit_blas_threads, load_numpy_model, softmax
 from beepnet.model.preflight import RUNTIMES, TORCH_MISSING, find_default_model
 
 log = logging.getLogger(__name__)
+
 
 class BeepNetDetector:
     """Scores 16 kHz mono windows with a BeepNet model file."""
@@ -71,7 +71,7 @@ class BeepNetDetector:
         log.debug("loaded %s", self.describe())
 
     def describe(self) -> str:
-        runtime = "; numpy runtime" if self.runtime == "numpy" else ""
+        runtime = f"; {self.runtime} runtime"
         return (f"beepnet model {Path(self.info.path).name} ({', '.join(self.labels)}; "
                 f"threshold {self.threshold:.2f}{runtime})")
 

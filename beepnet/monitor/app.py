@@ -21,8 +21,8 @@ import tty
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..termdraw import FLOOR_DBFS
 from ..daemon.status import is_live, read_status, status_path
+from ..termdraw import FLOOR_DBFS
 from .view import ViewState, render
 
 log = logging.getLogger(__name__)
