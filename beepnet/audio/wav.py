@@ -3,7 +3,8 @@
 The recorder writes each 3-s chunk; the classifier reads it and writes the alert clips;
 the notifier turns a clip into MP3. All are 16-bit PCM, mono, at `SAMPLE_RATE`, which
 `wave` handles, so none of those processes loads soundfile (libsndfile and cffi, about
-3 MB of every process that imports it) for them. Recordings of any other kind (`beepnet
+3 MB of every process that imports it) for them; `pcm16` needs not even numpy, which the
+supervisor (the notifier's process) never imports. Recordings of any other kind (`beepnet
 detect`, `run --source`, hand-labelled clips) go through `beepnet.audio.files`.
 """
 
@@ -13,15 +14,36 @@ import io
 import os
 import wave
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..fsutil import write_atomic
 from . import SAMPLE_RATE
 
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def pcm16(path: str | os.PathLike, rate: int = SAMPLE_RATE, last: int | None = None
+          ) -> bytes | None:
+    """The samples of a WAV this package wrote (16-bit mono at ``rate``), as little-endian
+    PCM bytes, its ``last`` frames only if given; None for any other kind of file."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            if (w.getnchannels(), w.getsampwidth(), w.getframerate()) != (1, 2, rate):
+                return None
+            n = w.getnframes()
+            if last is not None:
+                w.setpos(max(0, n - last))
+                n = last
+            return w.readframes(n)
+    except (wave.Error, EOFError, OSError):
+        return None
+
 
 def write_wav_atomic(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM WAV so readers never see a half-written file (temp file + rename)."""
+    import numpy as np
+
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
@@ -37,13 +59,11 @@ def read_wav(path: str | os.PathLike, rate: int = SAMPLE_RATE) -> np.ndarray:
 
     Anything else (another rate, stereo, float samples, a damaged file) is read by
     `beepnet.audio.files.read_audio`, which converts it or raises AudioFileError."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            if (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, rate):
-                pcm = w.readframes(w.getnframes())
-                return np.frombuffer(pcm, "<i2").astype(np.float32) / np.float32(32768)
-    except (wave.Error, EOFError, OSError):
-        pass
+    import numpy as np
+
+    pcm = pcm16(path, rate)
+    if pcm is not None:
+        return np.frombuffer(pcm, "<i2").astype(np.float32) / np.float32(32768)
     from .files import read_audio
 
     return read_audio(path, rate)

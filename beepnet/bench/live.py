@@ -7,9 +7,9 @@ washer noise with beeps, between stretches of quiet room, is played into the mic
 real time, while:
 
 - the supervisor, recorder and classifier (named ``beepnet-rec`` and ``beepnet-clf`` by
-  prctl), and multiprocessing's resource tracker, are sampled every second: CPU % of one core over the steady part (after start-up
-  and the first seconds of sound), RSS and PSS (``/proc/<pid>/smaps_rollup``) of each, and
-  ``VmHWM`` (peak RSS) at the end;
+  prctl), and multiprocessing's resource tracker, are sampled every second: CPU % of one
+  core over the steady part (after start-up and the first seconds of sound), RSS and PSS
+  (``/proc/<pid>/smaps_rollup``) of each, and ``VmHWM`` (peak RSS) at the end;
 - a reader of the microphone (``VirtualMic.listen``) timestamps when the played audio
   reaches recorders, so each beep's end is known on this process's monotonic clock, the
   same clock the fake server stamps requests with. Latency = time the server received

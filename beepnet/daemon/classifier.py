@@ -25,7 +25,6 @@ from . import child
 
 log = logging.getLogger(__name__)
 
-RATE = SAMPLE_RATE
 CLIP_CONTEXT_SECONDS = 6.0
 """Audio before the detected chunk that goes into the alert clip (chunk + context <= 10 s)."""
 
@@ -37,14 +36,14 @@ def build_clip(history: deque, chunk: Chunk, audio: np.ndarray,
     Earlier chunks overlap and may have gaps (the gate skipped quiet audio): each is placed at
     its own stream position, and gaps stay silent, as they were.
     """
-    begin = chunk.start_sample - int(context * RATE)
+    begin = chunk.start_sample - int(context * SAMPLE_RATE)
     parts = [(c, a) for c, a in history if begin <= c.start_sample < chunk.start_sample]
     first = min([c.start_sample for c, _ in parts], default=chunk.start_sample)
-    length = chunk.start_sample - first + int(round(chunk.duration * RATE))
+    length = chunk.start_sample - first + int(round(chunk.duration * SAMPLE_RATE))
     clip = np.zeros(length, dtype=np.float32)
     for c, a in parts + [(chunk, audio)]:
         at = c.start_sample - first
-        seg = a[: max(0, min(len(a), int(round(c.duration * RATE)), length - at))]
+        seg = a[: max(0, min(len(a), int(round(c.duration * SAMPLE_RATE)), length - at))]
         clip[at: at + len(seg)] = seg
     return clip
 
@@ -61,7 +60,7 @@ class Classifier:
     def handle(self, chunk: Chunk) -> list[object]:
         """Score one chunk; returns the messages to send (a Detection first, if any)."""
         try:
-            audio = read_wav(chunk.path, RATE)
+            audio = read_wav(chunk.path, SAMPLE_RATE)
         except AudioFileError as e:
             # Dropped by the backlog limit, or removed by hand: nothing to score.
             return [Scored(chunk, 0.0, error=str(e))]
@@ -70,7 +69,7 @@ class Classifier:
         result = self.detector.score(audio)
         out: list[object] = []
         # Events are tracked on the stream's own clock, which a fast replay compresses.
-        t0 = chunk.start_sample / RATE
+        t0 = chunk.start_sample / SAMPLE_RATE
         opened, _ = self.tracker.update(t0, t0 + chunk.duration, result)
         if opened is not None:
             beep_time = chunk.start_time + (opened.start - t0) * chunk.time_scale
@@ -89,7 +88,7 @@ class Classifier:
         clip_path = str(path)
         try:
             self.alert_dir.mkdir(parents=True, exist_ok=True)
-            write_wav_atomic(path, clip, RATE)
+            write_wav_atomic(path, clip, SAMPLE_RATE)
         except OSError as e:
             # The alert matters more than its clip: send it without one.
             log.error("cannot keep the alert clip %s: %s", path, e.strerror or e)

@@ -36,6 +36,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..audio import SAMPLE_RATE
 from .arch import BODY_KERNEL, NetConfig
 from .modelfile import ModelFileError, ModelInfo, read_model_file
+from .preflight import torch_only
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +150,7 @@ def load_numpy_model(path: str | os.PathLike) -> ModelInfo:
     """Read and check a model file, with a NumpyBeepNet to run it."""
     mf = read_model_file(path)
     if not isinstance(mf.arch, NetConfig):
-        raise ModelFileError(f"model file {mf.path}: holds the {mf.arch.kind!r} net, which "
-                             "only the torch runtime runs; set detector.runtime = \"torch\" "
-                             "(needs the train extra: pip install 'beepnet[train]')")
+        raise ModelFileError(torch_only(mf.path, mf.arch))
     return ModelInfo.of(mf, NumpyBeepNet(mf.arch, mf.tensors))
 
 

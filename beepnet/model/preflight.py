@@ -12,13 +12,20 @@ import os
 import sys
 from pathlib import Path
 
-from .arch import NetConfig
+from .arch import Arch, NetConfig
 from .modelfile import ModelFileError, read_header
 
 DEFAULT_MODEL_NAME = "beepnet-default.safetensors"
 RUNTIMES = ("numpy", "torch")
 TORCH_MISSING = ("detector.runtime = \"torch\" needs PyTorch, which is not installed: "
                  "pip install 'beepnet[train]' (or use runtime \"numpy\", the default)")
+
+
+def torch_only(path: str | os.PathLike, arch: Arch) -> str:
+    """The one line for a net the numpy runtime cannot run (the original 2-filter net)."""
+    return (f"model file {path}: holds the {arch.kind!r} net, which only the torch runtime "
+            "runs; set detector.runtime = \"torch\" (needs the train extra: pip install "
+            "'beepnet[train]')")
 
 
 def default_model_candidates() -> list[Path]:
@@ -57,6 +64,5 @@ def model_problem(model_path: str | os.PathLike | None, runtime: str) -> str | N
     except ModelFileError as e:
         return str(e)
     if runtime == "numpy" and not isinstance(header.arch, NetConfig):
-        return (f"model file {path}: holds the {header.arch.kind!r} net, which only the "
-                "torch runtime runs; set detector.runtime = \"torch\"")
+        return torch_only(path, header.arch)
     return None

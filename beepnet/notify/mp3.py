@@ -1,16 +1,16 @@
 """MP3 clips for the phone, made by LAME (the self-contained `lameenc` wheel; no shell).
 
 The alert clips are encoded in the supervisor, which never needs numpy otherwise: the
-classifier keeps each clip as 16-bit PCM WAV, and the standard library's `wave` hands
-those samples to LAME as they are (numpy would cost the supervisor 18 MB).
+classifier keeps each clip as 16-bit PCM WAV, whose samples `beepnet.audio.wav.pcm16`
+hands to LAME as they are (numpy would cost the supervisor 18 MB).
 """
 
 from __future__ import annotations
 
-import wave
 from typing import TYPE_CHECKING
 
 from ..audio import SAMPLE_RATE
+from ..audio.wav import pcm16
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,17 +43,11 @@ def clip_to_mp3(wav_path: str, max_seconds: float = MAX_CLIP_SECONDS) -> bytes:
     """The alert clip (a WAV the classifier kept) as MP3, its last ``max_seconds`` at most.
 
     The beep is at the end of the clip (context comes before it): the end is kept."""
-    try:
-        with wave.open(wav_path, "rb") as w:
-            usable = (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, SAMPLE_RATE)
-            if usable:
-                keep = int(max_seconds * SAMPLE_RATE)
-                w.setpos(max(0, w.getnframes() - keep))
-                return encode_pcm16(w.readframes(keep), SAMPLE_RATE)
-    except (wave.Error, EOFError):
-        pass
+    keep = int(max_seconds * SAMPLE_RATE)
+    pcm = pcm16(wav_path, SAMPLE_RATE, last=keep)
+    if pcm is not None:
+        return encode_pcm16(pcm, SAMPLE_RATE)
     # Not what the classifier writes (another tool's WAV): decode it the general way.
     from ..audio.files import read_audio
 
-    audio = read_audio(wav_path, SAMPLE_RATE)
-    return encode_mp3(audio[-int(max_seconds * SAMPLE_RATE):], SAMPLE_RATE)
+    return encode_mp3(read_audio(wav_path, SAMPLE_RATE)[-keep:], SAMPLE_RATE)
