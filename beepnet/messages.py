@@ -29,6 +29,9 @@ class Chunk:
     """Level of its loudest short frame, the figure the gate compared."""
     time_scale: float = 1.0
     """Wall seconds per stream second: 1/speed for a fast replay, else 1."""
+    start_mono: float = 0.0
+    """``time.monotonic()`` of its first sample: for durations and cooldowns, which a step
+    of the wall clock (NTP setting a Pi's clock after boot) must not disturb."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class Detection:
     clip_path: str
     """WAV clip of the beep with the audio before it, kept under storage.dir/alerts."""
     detector: str
+    mono: float = 0.0
+    """``time.monotonic()`` of the beep's start (see Chunk.start_mono)."""
 
 
 @dataclass(frozen=True)
