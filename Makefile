@@ -22,9 +22,10 @@ SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages: PyAudio compiles against portaudio19-dev (with gcc and the Python
 # headers, added by system-deps when missing, as is python3-venv); the tests record
 # from a PulseAudio null sink through ALSA's pulse plugin, check the unit
-# with systemd-analyze, and drive `beepnet monitor` in tmux.
+# with systemd-analyze, drive `beepnet monitor` in tmux, and step the clock a daemon sees
+# with libfaketime (faketime).
 RUN_DEBS  := portaudio19-dev
-TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils lame systemd tmux
+TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils lame systemd tmux faketime
 
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/beepnet-demo
 
