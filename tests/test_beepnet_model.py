@@ -133,7 +133,9 @@ def _case_bad_file(path: str, kind: str) -> None:
     try:
         load_model(path + ".missing")
     except ModelFileError as e:
-        assert "no such file" in str(e)
+        assert "no such file" in str(e), str(e)
+    else:
+        raise AssertionError("loaded a model file that does not exist")
 
 
 def _case_rules() -> None:
