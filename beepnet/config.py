@@ -3,10 +3,15 @@
 Sources, later ones winning:
 
 1. built-in defaults (the dataclasses below),
-2. a TOML file (``--config PATH``, or ``$BEEPNET_CONFIG``; ``beepnet config --example``),
+2. one TOML file, the first of: ``--config PATH``, ``$BEEPNET_CONFIG``, the user's
+   ``$XDG_CONFIG_HOME/beepnet/beepnet.toml`` (``~/.config/beepnet/beepnet.toml``), and the
+   system's ``/etc/beepnet/beepnet.toml`` (what the service installer writes). Only that one
+   file is read: a user's file shadows /etc entirely, so what ``beepnet config`` prints is
+   all there is (``beepnet config --example`` prints a commented one),
 3. the environment: ``BEEPNET_TELEGRAM_TOKEN`` and ``BEEPNET_TELEGRAM_CHAT_ID``, and the
    systemd credential ``telegram-token`` (``$CREDENTIALS_DIRECTORY/telegram-token``),
-4. ``--set section.key=value`` on the command line (repeatable).
+4. ``--set section.key=value`` on the command line (repeatable; never the token, which
+   every user could read in ``ps``).
 
 Any bad value or unknown key raises :class:`ConfigError`, whose message is one line naming
 the key and what is allowed; the CLI turns it into exit status 78 (EX_CONFIG), which the
@@ -16,9 +21,12 @@ systemd unit lists in ``RestartPreventExitStatus`` so that a typo does not resta
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
+import stat
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,6 +47,9 @@ ENV_OVERRIDES = {
 
 DEFAULT_API_URL = "https://api.telegram.org"
 EXAMPLE = Path(__file__).with_name("example.toml")
+
+SYSTEM_CONFIG = Path("/etc/beepnet/beepnet.toml")
+"""The system-wide file, read when no other is given or found (tests patch this name)."""
 
 
 class ConfigError(ValueError):
@@ -182,6 +193,18 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a config came from: told to the user at start, since a file that is never read
+    looks exactly like one whose settings happen to be the defaults."""
+
+    path: Path | None = None
+    """The config file read, or None: built-in defaults (and environment, --set) only."""
+    token_in_file: bool = False
+    notes: tuple[str, ...] = ()
+    """Warnings found while looking for the file, to be logged once logging is set up."""
+
+
+@dataclass(frozen=True)
 class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -191,10 +214,12 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    origin: Origin = field(default_factory=Origin, compare=False, metadata={"origin": True})
 
 
 def sections() -> dict[str, type]:
-    return {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+    return {f.name: f.default_factory for f in dataclasses.fields(Config)  # type: ignore[misc]
+            if not f.metadata.get("origin")}
 
 
 def _keys(section_cls: type) -> dict[str, dataclasses.Field]:
@@ -288,14 +313,21 @@ def _apply(raw: dict[str, dict[str, Any]], section: str, key: str, value: Any,
     raw.setdefault(section, {})[key] = converted
 
 
-def read_file(path: Path) -> dict[str, dict[str, Any]]:
-    """Parse a TOML config file into {section: {key: value}} without validating values."""
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} cannot be read: {e}") from None
+        raise ConfigError(f"config file {path} cannot be read: {_reason(e)}") from None
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _parse(path: Path, text: str) -> dict[str, dict[str, Any]]:
+    """A config file's TOML as {section: {key: value}}, values not yet validated."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -304,8 +336,20 @@ def read_file(path: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(table, dict):
             if section in sections():
                 raise ConfigError(f"config file {path}: [{section}] must be a table")
-            raise _unknown(None, section)
+            raise _outside_section(path, section)
     return data
+
+
+def _outside_section(path: Path, key: str) -> ConfigError:
+    # TOML puts keys written above the first [section] line at the top level, where none
+    # belongs: `device = "USB"` there is a key that lost its section, not a section.
+    homes = [name for name, cls in sections().items() if key in _keys(cls)]
+    if homes:
+        where = " or ".join(f"[{h}]" for h in homes)
+        return ConfigError(f"config file {path}: {key} is a key outside any section: it "
+                           f"belongs under {where} (write it below the [{homes[0]}] line)")
+    return ConfigError(f"config file {path}: {key} is a key outside any section, and no "
+                       "section has a key of that name: sections are " + ", ".join(sections()))
 
 
 _SET_RE = re.compile(r"^\s*([a-z_]+)\.([a-z_]+)\s*=(.*)$", re.S)
@@ -315,11 +359,76 @@ def parse_set(assignment: str) -> tuple[str, str, str]:
     """Split one ``--set section.key=value`` into its parts."""
     m = _SET_RE.match(assignment)
     if not m:
-        raise ConfigError(f"--set {assignment!r} is not of the form section.key=value")
+        # Only the name is echoed: the value may be a secret put in the wrong place.
+        name = assignment.partition("=")[0].strip()
+        homes = [f"{s}.{name}" for s, cls in sections().items()
+                 if name in _keys(cls) and not _keys(cls)[name].metadata.get("secret")]
+        hint = f" (did you mean {' or '.join(homes)}=...?)" if homes else ""
+        raise ConfigError(f"--set {name}=... is not of the form section.key=value{hint}")
     value = m.group(3).strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         value = value[1:-1]
     return m.group(1), m.group(2), value
+
+
+def user_config(environ: Mapping[str, str]) -> Path:
+    """The user's file, as the XDG base directory spec places it."""
+    base = environ.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):  # the spec: a relative value is to be ignored
+        base = os.path.join(_home(environ), ".config")
+    return Path(base) / "beepnet" / "beepnet.toml"
+
+
+def _home(environ: Mapping[str, str]) -> str:
+    # expanduser, unlike Path.home(), never raises (a user without a passwd entry).
+    return environ.get("HOME") or os.path.expanduser("~")
+
+
+def search_path(environ: Mapping[str, str]) -> list[Path]:
+    """Where a config file is looked for when neither --config nor $BEEPNET_CONFIG names one."""
+    return [user_config(environ), SYSTEM_CONFIG]
+
+
+def _legacy_note(used: Path | None, environ: Mapping[str, str]) -> str | None:
+    # The README once told people to write ~/.config/beepnet.toml, which nothing read.
+    legacy = Path(_home(environ)) / ".config" / "beepnet.toml"
+    if not legacy.exists() or (used is not None and _same(used, legacy)):
+        return None
+    target = user_config(environ)
+    todo = (f"merge what you need into {target} and remove it" if target.exists() else
+            f"move it there: mkdir -p {target.parent} && mv {legacy} {target}")
+    return f"{legacy} is ignored: beepnet reads {target}; {todo}"
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+def find_file(path: Path | str | None, environ: Mapping[str, str]
+              ) -> tuple[Path | None, str | None, list[str]]:
+    """The config file to use, its text (None when there is none) and what to warn about.
+
+    A file named by --config or $BEEPNET_CONFIG must be readable; one of the default places
+    is used when it exists, and skipped with a warning when it cannot be read (a user
+    running `beepnet` on a machine whose service config is root's alone still gets a run).
+    """
+    if path is None and environ.get("BEEPNET_CONFIG"):
+        path = environ["BEEPNET_CONFIG"]
+    if path is not None:
+        return Path(path), _read_text(Path(path)), []
+    notes: list[str] = []
+    for candidate in search_path(environ):
+        try:
+            return candidate, candidate.read_text(encoding="utf-8"), notes
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as e:
+            notes.append(f"config file {candidate} cannot be read ({_reason(e)}): not used; "
+                         "run as a user who can read it, or give --config PATH")
+    return None, None, notes
 
 
 def load(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -327,12 +436,18 @@ def load(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] 
     """Build and validate the config from all four sources."""
     environ = os.environ if environ is None else environ
     raw: dict[str, dict[str, Any]] = {}
-    if path is None and environ.get("BEEPNET_CONFIG"):
-        path = environ["BEEPNET_CONFIG"]
-    if path is not None:
-        for section, table in read_file(Path(path)).items():
+    used, text, notes = find_file(path, environ)
+    token_in_file = False
+    if used is not None and text is not None:
+        data = _parse(used, text)
+        token_in_file = bool(isinstance(data.get("telegram"), dict)
+                             and data["telegram"].get("token"))
+        for section, table in data.items():
             for key, value in table.items():
                 _apply(raw, section, key, value, from_text=False)
+    legacy = _legacy_note(used, environ)
+    if legacy:
+        notes.append(legacy)
     for var, (section, key) in ENV_OVERRIDES.items():
         if environ.get(var):
             _apply(raw, section, key, environ[var], from_text=True)
@@ -341,10 +456,23 @@ def load(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] 
         _apply(raw, "telegram", "token", token, from_text=True)
     for assignment in overrides:
         section, key, value = parse_set(assignment)
+        _refuse_secret(section, key)
         _apply(raw, section, key, value, from_text=True)
-    cfg = Config(**{name: cls(**raw.get(name, {})) for name, cls in sections().items()})
+    cfg = Config(**{name: cls(**raw.get(name, {})) for name, cls in sections().items()},
+                 origin=Origin(used, token_in_file, tuple(notes)))
     _cross_check(cfg)
     return cfg
+
+
+def _refuse_secret(section: str, key: str) -> None:
+    cls = sections().get(section)
+    f = _keys(cls).get(key) if cls else None
+    if f is None or not f.metadata.get("secret"):
+        return
+    env = next((var for var, where in ENV_OVERRIDES.items() if where == (section, key)), "")
+    raise ConfigError(f"--set {section}.{key} is refused: command-line arguments are "
+                      f"visible to every user (ps); set {env} in the environment, or use "
+                      "the systemd credential telegram-token (systemd/README.md)")
 
 
 def _credential(environ: Mapping[str, str], name: str) -> str:
@@ -378,6 +506,26 @@ def _cross_check(cfg: Config) -> None:
     if not re.match(r"^https?://[^/\s]+", t.api_url):
         raise ConfigError(f"telegram.api_url = {t.api_url!r} is not allowed: expected an "
                           "http:// or https:// URL")
+    if t.api_url.startswith("http://") and not _is_loopback(t.api_url):
+        # Every request carries the token in its path: in clear text it would cross the
+        # network. Only a Bot API server on this machine may be spoken to without TLS.
+        raise ConfigError(f"telegram.api_url = {t.api_url!r} is not allowed: the bot token "
+                          "travels in the URL, so use https:// (http:// only for this "
+                          "machine: 127.0.0.0/8, ::1, localhost)")
+
+
+def _is_loopback(url: str) -> bool:
+    try:
+        host = urllib.parse.urlsplit(url).hostname or ""
+    except ValueError:  # e.g. an unbalanced [ in the host
+        return False
+    if host == "localhost":  # hostname is lower-cased by urlsplit
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback if address.version == 4 else address == ipaddress.ip_address("::1")
 
 
 def mask(value: str) -> str:
@@ -409,10 +557,40 @@ def _toml_value(v: Any) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def describe(cfg: Config) -> str:
+    """Which config file is in use, as told to the user."""
+    return str(cfg.origin.path) if cfg.origin.path else "none: built-in defaults"
+
+
+def token_exposure(cfg: Config) -> str | None:
+    """A warning when the config file holds the bot token and others can read it."""
+    path = cfg.origin.path
+    if path is None or not cfg.origin.token_in_file:
+        return None
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o044:
+        return None
+    return (f"config file {path} holds the bot token and is readable by its group or others (mode "
+            f"{mode:04o}): chmod 600 {path}, or move the token to BEEPNET_TELEGRAM_TOKEN "
+            "(for the service: /etc/beepnet/beepnet.env)")
+
+
+def startup_warnings(cfg: Config, command: str) -> list[str]:
+    """What to log once at the start of `command`: files not read, a token others can read."""
+    warnings = list(cfg.origin.notes)
+    exposed = token_exposure(cfg) if command in ("run", "doctor") else None
+    if exposed:
+        warnings.append(exposed)
+    return warnings
+
+
 def summary(cfg: Config) -> str:
     """One line of the settings that matter at start, secrets masked."""
     t = cfg.telegram
-    return (f"device={cfg.audio.device!r} chunk={cfg.audio.chunk_seconds}s "
+    return (f"config {describe(cfg)}; device={cfg.audio.device!r} chunk={cfg.audio.chunk_seconds}s "
             f"hop={cfg.audio.hop_seconds}s gate={cfg.audio.gate_dbfs}dBFS "
             f"detector={cfg.detector.kind}"
             + (f" runtime={cfg.detector.runtime}" if cfg.detector.kind == "beepnet" else "")

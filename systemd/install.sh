@@ -225,30 +225,34 @@ EOF
 }
 
 # Check the config with the version just installed (an upgrade may reject an old key),
-# with the token and chat id from beepnet.env as the service will see them.
+# with the token and chat id from beepnet.env as the service will see them. They reach
+# beepnet through the environment of a subshell (export is a builtin), never through
+# arguments: those of every process are readable by every user (ps, /proc/PID/cmdline).
 check_config() {
-    local env=() line value
-    if [ -r "$ETC/beepnet.env" ]; then
-        while IFS= read -r line || [ -n "$line" ]; do
-            case "$line" in
-                BEEPNET_*=*)
-                    # systemd strips one pair of quotes around a value; so do we.
-                    value=${line#*=}
-                    case "$value" in
-                        \"*\" | \'*\') value=${value:1:${#value}-2} ;;
-                    esac
-                    env+=("${line%%=*}=$value")
-                    ;;
-            esac
-        done < "$ETC/beepnet.env"
-    fi
     local out
-    if out=$(env "${env[@]}" "$VENV/bin/beepnet" config --config "$ETC/beepnet.toml" 2>&1 >/dev/null); then
+    if out=$(export_env_file "$ETC/beepnet.env" &&
+             "$VENV/bin/beepnet" config --config "$ETC/beepnet.toml" 2>&1 >/dev/null); then
         say "config OK"
     else
         say "warning: the service will not start until this is fixed:"
         say "  $out"
     fi
+}
+
+# Export the BEEPNET_* assignments of an EnvironmentFile= into this (sub)shell.
+export_env_file() {
+    local line value
+    [ -r "$1" ] || return 0
+    while IFS= read -r line || [ -n "$line" ]; do
+        # Only well-formed names: export would echo a bad one, value and all, in its error.
+        [[ $line =~ ^(BEEPNET_[A-Za-z0-9_]+)=(.*)$ ]] || continue
+        value=${BASH_REMATCH[2]}
+        # systemd strips one pair of quotes around a value; so do we.
+        case "$value" in
+            \"*\" | \'*\') value=${value:1:${#value}-2} ;;
+        esac
+        export "${BASH_REMATCH[1]}=$value"
+    done < "$1"
 }
 
 install_unit() {

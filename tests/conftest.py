@@ -34,10 +34,13 @@ def worker():
 @pytest.fixture
 def env(tmp_path) -> dict:
     """The environment of a `beepnet` started as a new user would: no daemon settings or
-    token from the caller, HOME in tmp_path, a terminal type for tmux."""
+    token from the caller, HOME in tmp_path (so no user config file either), a terminal
+    type for tmux. A machine-wide /etc/beepnet/beepnet.toml would still be read: CI
+    machines have none."""
     e = {k: v for k, v in os.environ.items()
          if k not in ("STATE_DIRECTORY", "RUNTIME_DIRECTORY", "BEEPNET_CONFIG",
-                      "BEEPNET_TELEGRAM_TOKEN", "BEEPNET_TELEGRAM_CHAT_ID", "TMUX")}
+                      "BEEPNET_TELEGRAM_TOKEN", "BEEPNET_TELEGRAM_CHAT_ID", "TMUX",
+                      "XDG_CONFIG_HOME", "XDG_DATA_HOME", "CREDENTIALS_DIRECTORY")}
     e["HOME"] = str(tmp_path / "home")
     os.makedirs(e["HOME"], exist_ok=True)
     e["TERM"] = "xterm-256color"

@@ -126,3 +126,134 @@ def test_token_from_a_systemd_credential(tmp_path):
     assert cfg.telegram.token == TOKEN  # the credential wins over the environment
     cfg = config.load(environ={"CREDENTIALS_DIRECTORY": str(tmp_path / "none")})
     assert cfg.telegram.token == ""
+
+
+# --- where the file is looked for -------------------------------------------------------------
+
+
+@pytest.fixture
+def places(tmp_path, monkeypatch):
+    """A home, an XDG config directory and a stand-in for /etc/beepnet/beepnet.toml (patched:
+    the real /etc is never touched), none of them holding a file yet."""
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    home.mkdir()
+    system = tmp_path / "etc" / "beepnet" / "beepnet.toml"
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", system)
+
+    def put(path, gate: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"[audio]\ngate_dbfs = {gate}\n")
+        return path
+
+    return home, xdg, system, put
+
+
+def test_the_first_file_found_is_the_only_one_read(places, tmp_path):
+    home, xdg, system, put = places
+    environ = {"HOME": str(home)}
+    cfg = config.load(environ=environ)
+    assert cfg.origin.path is None and config.describe(cfg) == "none: built-in defaults"
+    put(system, -41)
+    assert config.load(environ=environ).audio.gate_dbfs == -41
+    # ~/.config/beepnet/beepnet.toml without $XDG_CONFIG_HOME; it shadows /etc wholly.
+    user = put(home / ".config" / "beepnet" / "beepnet.toml", -42)
+    user.write_text('[detector]\nkind = "tone"\n')
+    cfg = config.load(environ=environ)
+    assert cfg.origin.path == user and cfg.audio.gate_dbfs == -50 and cfg.detector.kind == "tone"
+    # $XDG_CONFIG_HOME, when set (and absolute), replaces ~/.config.
+    put(xdg / "beepnet" / "beepnet.toml", -43)
+    assert config.load(environ=dict(environ, XDG_CONFIG_HOME=str(xdg))).audio.gate_dbfs == -43
+    assert config.load(environ=dict(environ, XDG_CONFIG_HOME="rel")).origin.path == user
+    # $BEEPNET_CONFIG, then --config, before all of them.
+    env_file = put(tmp_path / "env.toml", -44)
+    environ.update(XDG_CONFIG_HOME=str(xdg), BEEPNET_CONFIG=str(env_file))
+    assert config.load(environ=environ).audio.gate_dbfs == -44
+    assert config.load(put(tmp_path / "arg.toml", -45), environ=environ).audio.gate_dbfs == -45
+
+
+def test_a_default_file_that_cannot_be_read_is_skipped_with_a_warning(places):
+    home, xdg, system, put = places
+    put(system, -41)
+    user = home / ".config" / "beepnet" / "beepnet.toml"
+    user.mkdir(parents=True)   # root reads any file; a directory is unreadable to all
+    cfg = config.load(environ={"HOME": str(home)})
+    assert cfg.origin.path == system and cfg.audio.gate_dbfs == -41
+    [note] = config.startup_warnings(cfg, "config")
+    assert str(user) in note and "not used" in note
+    # A bad file found by the search is an error, as one named by --config is.
+    user.rmdir()
+    user.write_text("[audio]\ngate_dbfs = loud\n")
+    with pytest.raises(ConfigError, match=str(user)):
+        config.load(environ={"HOME": str(home)})
+
+
+def test_config_doctor_and_run_say_which_file_is_used(tmp_path, env):
+    xdg = tmp_path / "xdg"
+    f = xdg / "beepnet" / "beepnet.toml"
+    f.parent.mkdir(parents=True)
+    f.write_text('[audio]\ngate_dbfs = -44\n[detector]\nkind = "tone"\n')
+    env = dict(env, XDG_CONFIG_HOME=str(xdg))
+    r = run_cli("config", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == f"# config file: {f}"
+    assert "gate_dbfs = -44" in r.stdout
+    assert f"config {f};" in config.summary(config.load(environ=env))   # the start log line
+    r = run_cli("doctor", "--no-mic", "--set", f"storage.dir={tmp_path}", env=env)
+    assert f"ok   config: valid ({f});" in r.stdout, r.stdout + r.stderr
+
+
+def test_config_says_when_no_file_is_used(places, capsys):
+    import argparse
+
+    from beepnet.cli import cmd_config
+
+    home, _, _, _ = places
+    cfg = config.load(environ={"HOME": str(home)})
+    assert cmd_config(cfg, argparse.Namespace(example=False)) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "# config file: none: built-in defaults"
+    assert config.tomllib.loads(out.replace('"(not set)"', '""'))["audio"]["device"] == "default"
+    assert "config none: built-in defaults;" in config.summary(cfg)
+
+
+def test_the_old_place_is_named_and_ignored(tmp_path, env):
+    old = tmp_path / "home" / ".config" / "beepnet.toml"
+    old.parent.mkdir(parents=True)
+    old.write_text("[audio]\ngate_dbfs = -33\n")
+    r = run_cli("config", env=env)
+    assert r.returncode == 0 and "gate_dbfs = -50" in r.stdout
+    new = old.parent / "beepnet" / "beepnet.toml"
+    [line] = [ln for ln in r.stderr.splitlines() if str(old) in ln]
+    assert "WARNING" in line and "ignored" in line and str(new) in line, r.stderr
+    # Named explicitly, it is used, and nothing is said about it.
+    r = run_cli("config", "--config", str(old), env=env)
+    assert r.returncode == 0 and "gate_dbfs = -33" in r.stdout and r.stderr == "", r.stderr
+
+
+# --- a key above the first [section] --------------------------------------------------------
+
+
+@pytest.mark.parametrize("key, home", [
+    ('device = "USB"', "[audio]"), ("gate_dbfs = -40", "[audio]"),
+    ('dir = "/srv/x"', "[storage] or [record]"), ("cooldown_minutes = 5", "[notify]"),
+])
+def test_a_key_outside_any_section_is_called_so(tmp_path, key, home):
+    f = tmp_path / "c.toml"
+    f.write_text(f"{key}\n[audio]\nhop_seconds = 1\n")
+    r = run_cli("config", "--config", str(f))
+    assert r.returncode == 78
+    [line] = r.stderr.strip().splitlines()
+    name = key.split()[0]
+    assert f"{name} is a key outside any section" in line and f"belongs under {home}" in line
+    assert "unknown config section" not in line
+
+
+def test_an_unknown_key_outside_any_section_lists_the_sections(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("volume = 3\n")
+    with pytest.raises(ConfigError, match="volume is a key outside any section.*sections are "
+                                          "audio, detector"):
+        config.load(f, environ={})
+    f.write_text("[volume]\nlevel = 3\n")   # a table is still an unknown section
+    with pytest.raises(ConfigError, match=r"unknown config section \[volume\]"):
+        config.load(f, environ={})

@@ -14,11 +14,14 @@ it (without dependencies or torch, which would take minutes), twice, as an upgra
 from __future__ import annotations
 
 import os
+import random
 import re
+import secrets
 import shutil
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -164,14 +167,14 @@ class Tree:
         self.toml, self.env = self.etc / "beepnet.toml", self.etc / "beepnet.env"
         self.beepnet = self.venv / "bin" / "beepnet"
 
-    def run(self, action: str) -> subprocess.CompletedProcess:
+    def run(self, action: str, **extra: str) -> subprocess.CompletedProcess:
         # Built from scratch so that nothing from the caller can aim it at the real system.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BEEPNET_", "TORCH_"))}
         env.update(BEEPNET_NO_SYSTEM="1", BEEPNET_PREFIX=str(self.prefix),
                    BEEPNET_ETC=str(self.etc), BEEPNET_UNIT_DIR=str(self.unit_dir),
                    BEEPNET_STATE=str(self.state), BEEPNET_PYTHON=venv_python(),
                    TORCH_SPEC="", BEEPNET_PIP_ARGS="--no-deps",
-                   PIP_DISABLE_PIP_VERSION_CHECK="1")
+                   PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
         return run(["bash", str(INSTALLER), action], env=env, timeout=240)
 
 
@@ -257,3 +260,95 @@ def test_uninstall_leaves_a_directory_that_is_not_a_venv(tmp_path):
 def test_installer_usage(tmp_path):
     r = Tree(tmp_path).run("frobnicate")
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+# --- the token and process arguments -------------------------------------------------------
+
+# Every command the installer runs by name goes through this: it appends its command line to
+# $ARGV_LOG, then runs the real command from $REAL_PATH.
+_SHIM = """#!/bin/sh
+name=${0##*/}
+{ printf '%s' "$name"; printf ' %s' "$@"; printf '\\n'; } >> "$ARGV_LOG"
+real=$(PATH=$REAL_PATH command -v -- "$name") || exit 127
+exec "$real" "$@"
+"""
+
+
+def shim_path(directory: Path, path: str) -> Path:
+    """A directory to put first on PATH: one recording shim for every command on `path`."""
+    directory.mkdir()
+    shim = directory.parent / "record-argv"
+    shim.write_text(_SHIM)
+    shim.chmod(0o755)
+    for folder in path.split(os.pathsep):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            target = os.path.join(folder, name)
+            if (os.access(target, os.X_OK) and not os.path.isdir(target)
+                    and not (directory / name).exists()):
+                (directory / name).symlink_to(shim)
+    return directory
+
+
+class ProcWatch:
+    """Polls /proc while the installer runs, for what the shims cannot see: programs run by
+    absolute path ($VENV/bin/beepnet). Keeps every command line seen, and the environment
+    of the processes whose command line contains `needle`."""
+
+    def __init__(self, needle: str):
+        self.needle = needle
+        self.cmdlines: set[str] = set()
+        self.environs: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> "ProcWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(0.02):
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit() or pid == me:
+                    continue
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    text = cmdline.replace(b"\0", b" ").decode(errors="replace")
+                    if self.needle in text and text not in self.cmdlines:
+                        self.environs.append(Path(f"/proc/{pid}/environ").read_bytes()
+                                             .decode(errors="replace"))
+                except OSError:  # gone meanwhile
+                    continue
+                self.cmdlines.add(text)
+
+
+def test_installer_passes_the_token_in_the_environment_not_in_arguments(tmp_path):
+    """ps shows every process's arguments to every user: the config check the installer runs
+    with the token from beepnet.env must get it through its environment."""
+    # A token of this test alone: other tests running on the machine must not match it.
+    token = f"{random.randint(10**8, 10**9)}:{secrets.token_urlsafe(27)[:35]}"
+    t = Tree(tmp_path)
+    t.etc.mkdir(parents=True)
+    t.env.write_text(f'BEEPNET_TELEGRAM_TOKEN="{token}"\nBEEPNET_TELEGRAM_CHAT_ID=987654321\n')
+    t.env.chmod(0o600)
+    log = tmp_path / "argv.log"
+    shims = shim_path(tmp_path / "shims", os.environ["PATH"])
+    with ProcWatch(f"config --config {t.toml}") as watch:
+        r = t.run("install", PATH=f"{shims}{os.pathsep}{os.environ['PATH']}",
+                  REAL_PATH=os.environ["PATH"], ARGV_LOG=str(log))
+    out = check_ok(r)
+    assert "config OK" in out, out
+    recorded = log.read_text()
+    assert "install -m 0644" in recorded and "mktemp" in recorded   # the shims saw commands
+    assert token not in recorded, [ln for ln in recorded.splitlines() if token in ln]
+    assert not [c for c in watch.cmdlines if token in c]
+    # The config check itself was seen, and it had the token, in its environment.
+    assert watch.environs, sorted(watch.cmdlines)
+    assert any(f"BEEPNET_TELEGRAM_TOKEN={token}" in e.split("\0") for e in watch.environs)
+    assert token not in out + r.stderr
