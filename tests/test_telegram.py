@@ -151,6 +151,7 @@ def test_alert_survives_kill_9_during_an_outage(tg, tmp_path, one_beep):
     # Pretend the outage lasted an hour, then the network comes back and beepnet restarts.
     path = tmp_path / "outbox" / f"{item['id']}.json"
     item["created"] -= 3600
+    item["booted"] -= 3600  # its age is measured on the boot clock, not the wall clock
     path.write_text(json.dumps(item))
     tg.recover()
     tg.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from beepnet.notify.outbox import Outbox
+from beepnet.notify.outbox import Clock, Outbox
 from beepnet.notify.watch import Watch
 
 LOUD, QUIET = -20.0, -80.0
@@ -63,11 +63,16 @@ def test_outbox_items_are_whole_and_ordered(tmp_path):
 
 
 def test_outbox_expires_by_age_then_by_size(tmp_path):
-    box = Outbox(tmp_path, max_age_hours=1.0, max_mb=0.01)  # ~10 kB
-    old = box.put("beep", "old", audio=b"x" * 100, created=0.0)
-    mid = box.put("beep", "mid", audio=b"x" * 6000, created=7000.0)
-    new = box.put("beep", "new", audio=b"x" * 6000, created=7100.0)
-    expired = box.expire(now=7200.0)
+    now = [0.0]
+    clock = Clock(wall=lambda: now[0], boot=lambda: now[0], boot_id="boot-1")
+    box = Outbox(tmp_path, max_age_hours=1.0, max_mb=0.01, clock=clock)  # ~10 kB
+    old = box.put("beep", "old", audio=b"x" * 100)
+    now[0] = 7000.0
+    mid = box.put("beep", "mid", audio=b"x" * 6000)
+    now[0] = 7100.0
+    new = box.put("beep", "new", audio=b"x" * 6000)
+    now[0] = 7200.0
+    expired = box.expire()
     assert [i.id for i in expired] == [old.id, mid.id]  # too old; then too big, oldest first
     assert [i.id for i in box.pending()] == [new.id]
     assert not (tmp_path / old.audio).exists() and not (tmp_path / mid.audio).exists()

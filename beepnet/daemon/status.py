@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from ..fsutil import write_atomic
@@ -62,6 +63,8 @@ class StatusPublisher:
         self.level_time = 0.0
         self.scored: dict | None = None
         self.detections: deque[dict] = deque(maxlen=RECENT_DETECTIONS)
+        # Beside each detection: where its alert's delivery stands, asked at each write.
+        self._delivery: deque[Callable[[], str] | None] = deque(maxlen=RECENT_DETECTIONS)
         # One bin per whole second: [second, loudest level, highest score or None].
         self.timeline: deque[list] = deque(maxlen=TIMELINE_SECONDS)
         self._next = 0.0
@@ -88,9 +91,16 @@ class StatusPublisher:
         b = self._bin(now)
         b[2] = score if b[2] is None else max(b[2], score)
 
-    def on_detection(self, t: float, score: float, alerted: bool, clip: str) -> None:
+    def on_detection(self, t: float, score: float, alerted: bool, clip: str,
+                     delivery: Callable[[], str] | None = None) -> None:
+        """``delivery``: the notifier's live delivery state of the alert (queued, sent ...)."""
         self.detections.append({"time": t, "seen": time.time(), "score": round(score, 4),
                                 "alerted": alerted, "clip": clip})
+        self._delivery.append(delivery)
+
+    def _detections(self) -> list[dict]:
+        return [d if state is None else dict(d, delivery=state())
+                for d, state in zip(self.detections, self._delivery)]
 
     def _bin(self, now: float) -> list:
         sec = int(now)
@@ -109,7 +119,7 @@ class StatusPublisher:
         doc = dict(self.static, time=time.time(), state=state, device=self.device,
                    detector=self.detector, threshold=self.threshold,
                    level_dbfs=round(self.level, 1), level_time=self.level_time,
-                   scored=self.scored, detections=list(self.detections),
+                   scored=self.scored, detections=self._detections(),
                    timeline=[[s, round(lv, 1), None if sc is None else round(sc, 3)]
                              for s, lv, sc in self.timeline],
                    stats=stats)

@@ -104,15 +104,16 @@ def _keys(fd: int | None, timeout: float) -> str:
 # -- delivery state of alerts --------------------------------------------------------------------
 
 def delivery_states(status: dict) -> dict:
-    """Detection epoch (rounded to ms) -> "queued", "retrying (n)", "sent", "rejected" or
-    "logged", from what is in the outbox directory right now."""
+    """Detection epoch (rounded to ms) -> "queued", "retrying (n)", "sent", "rejected",
+    "expired", "not kept on disk" ... or "logged": as the daemon publishes it, else (a daemon
+    of an older version) from what is in the outbox directory right now."""
     import json
 
     dets = [d for d in status.get("detections", []) if d.get("alerted")]
     if not dets:
         return {}
     if not status.get("telegram"):
-        return {round(d["time"], 3): "logged" for d in dets}
+        return {round(d["time"], 3): d.get("delivery") or "logged" for d in dets}
     outbox = Path(status.get("outbox_dir", ""))
     waiting: dict[float, int] = {}
     rejected: set[float] = set()
@@ -130,7 +131,9 @@ def delivery_states(status: dict) -> dict:
     out = {}
     for d in dets:
         key = round(d["time"], 3)
-        if key in rejected:
+        if d.get("delivery"):  # the daemon's own word: it knows what never reached the disk
+            out[key] = d["delivery"]
+        elif key in rejected:
             out[key] = "rejected"
         elif key in waiting:
             out[key] = f"retrying ({waiting[key]})" if waiting[key] else "queued"

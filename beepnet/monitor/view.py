@@ -37,7 +37,8 @@ class ViewState:
     down_since: float | None = None
     """When the daemon was last seen alive, while it is not."""
     delivery: dict = field(default_factory=dict)
-    """Detection epoch -> "queued" / "retrying (n)" / "sent" / "logged"."""
+    """Detection epoch -> "queued" / "retrying (n)" / "sent" / "expired" / "rejected" /
+    "not kept on disk" ... / "logged" (see monitor.app.delivery_states)."""
 
     def hold_peak(self, level: float, now: float, hold: float = 2.0) -> None:
         """Peak hold: the highest level stays marked for ``hold`` seconds."""

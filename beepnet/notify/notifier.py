@@ -1,10 +1,16 @@
 """The notifier the supervisor talks to: cooldown, the outbox, and a delivery thread.
 
-``alert()`` and ``message()`` return at once: they write the outbox and wake the delivery
-thread, which owns one event loop and one Bot for its whole life (a Bot reused across
-``asyncio.run()`` calls fails with "Event loop is closed") and sends the outbox oldest first,
-retrying with tenacity. Without Telegram configured there is no thread: alerts and messages go
-to the log, and each alert's record is kept beside its clip.
+``alert()`` and ``message()`` return at once and never raise: they write the outbox and wake
+the delivery thread, which owns one event loop and one Bot for its whole life (a Bot reused
+across ``asyncio.run()`` calls fails with "Event loop is closed") and sends the outbox oldest
+first, retrying with tenacity. Whatever goes wrong in that thread (a disk error, a bug) is
+logged once and waited out; the thread only ends when it is stopped. When the outbox cannot be
+written, messages go out from memory (a bounded queue) and the owner is told. Without Telegram
+configured there is no thread: alerts and messages go to the log, and each alert's record is
+kept beside its clip.
+
+Clocks: the wall clock only for what a person reads; durations, timeouts and pauses are
+monotonic, and outbox ages use CLOCK_BOOTTIME (see outbox.py), so setting the clock is harmless.
 """
 
 from __future__ import annotations
@@ -14,25 +20,39 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from pathlib import Path
 
 from ..fsutil import write_atomic
+from ..logs import redact
 from ..messages import Detection
 from .mp3 import clip_to_mp3
-from .outbox import Item, Outbox
-from .timefmt import minutes_text
+from .outbox import Clock, Item, Outbox
+from .timefmt import minutes_text, span_text
 
 log = logging.getLogger(__name__)
 
 PAUSE_SECONDS = 600.0
-"""After Telegram refuses the set-up (token, chat), wait this long before trying again."""
+"""After Telegram refuses the set-up (token, chat, URL), wait this long before trying again."""
 IDLE_POLL_SECONDS = 30.0
+OUTAGE_NOTE_SECONDS = 60.0
+"""Delivery impossible for longer than this: the next message that gets through says so."""
+FAULT_BACKOFF_MAX = 60.0
+UNSAVED_MAX_ITEMS = 100
+"""Messages kept in memory while the outbox cannot be written (also bounded by outbox_max_mb)."""
+TRACKED_ALERTS = 50
+
+# What the monitor shows as an alert's delivery.
+QUEUED, SENT, EXPIRED, REJECTED = "queued", "sent", "expired", "rejected"
+UNSAVED = "not kept on disk"
+UNSAVED_SENT = "sent (not kept on disk)"
+UNSAVED_DROPPED = "dropped (not kept on disk)"
+CONSOLE_ONLY = "logged"
 
 
 def _local(t: float, fmt: str = "%H:%M:%S") -> str:
     return time.strftime(fmt, time.localtime(t))
-
-
 
 
 def beep_caption(det: Detection, running_for: float | None) -> str:
@@ -42,18 +62,34 @@ def beep_caption(det: Detection, running_for: float | None) -> str:
     return text + "."
 
 
+class AlertState:
+    """The delivery state of one alert, shared by the notifier and the status publisher."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: str):
+        self.state = state
+
+    def __call__(self) -> str:
+        return self.state
+
+
 class Notifier:
     def __init__(self, alert_dir: Path, outbox_dir: Path, *, cooldown_minutes: float,
                  telegram=None, outbox_max_age_hours: float = 48.0, outbox_max_mb: float = 50.0,
-                 retry_initial_seconds: float = 1.0, retry_max_seconds: float = 300.0):
+                 retry_initial_seconds: float = 1.0, retry_max_seconds: float = 300.0,
+                 clock: Clock | None = None):
         """``telegram`` is the TelegramConfig when Telegram is configured, else None."""
         self.alert_dir = Path(alert_dir)
         self.cooldown = cooldown_minutes * 60.0
         self.telegram = telegram
         self.alerts: list[dict] = []
         self.suppressed = 0
-        self._last_alert: float | None = None
-        self.outbox = (Outbox(outbox_dir, outbox_max_age_hours, outbox_max_mb)
+        self._last_alert: tuple[float, float] | None = None
+        """(det.time, det.mono) of the last alert, for the cooldown."""
+        self._tracked: OrderedDict[float, AlertState] = OrderedDict()
+        self._disk_error: str | None = None
+        self.outbox = (Outbox(outbox_dir, outbox_max_age_hours, outbox_max_mb, clock)
                        if telegram is not None else None)
         self._delivery = (_Delivery(self.outbox, telegram, retry_initial_seconds,
                                     retry_max_seconds) if telegram is not None else None)
@@ -70,39 +106,43 @@ class Notifier:
 
     def alert(self, det: Detection, running_for: float | None = None) -> bool:
         """A beep. Returns False when the cooldown swallowed it."""
-        record = {"kind": "beep", "time": _local(det.time, "%Y-%m-%d %H:%M:%S"),
-                  "epoch": round(det.time, 3), "offset": round(det.offset, 3),
-                  "score": round(det.score, 4), "detector": det.detector,
-                  "clip": det.clip_path, "level_dbfs": round(det.chunk.peak_dbfs, 1)}
-        # On the recording's own clock: a replay at --speed 20 compresses wall time.
-        if (self._last_alert is not None and
-                (det.time - self._last_alert) / det.chunk.time_scale < self.cooldown):
+        when = _local(det.time, "%Y-%m-%d %H:%M:%S")
+        if self._in_cooldown(det):
             self.suppressed += 1
             log.info("beep at %s within %.0f min of the last alert: not alerting again",
-                     record["time"], self.cooldown / 60)
+                     when, self.cooldown / 60)
             return False
-        self._last_alert = det.time
-        self.alerts.append(record)
-        log.warning("ALERT beep at %s (score %.2f) clip %s", record["time"], det.score,
-                    det.clip_path or "(none)")
-        stem = Path(det.clip_path).stem if det.clip_path else f"{int(det.time)}-beep"
-        self._write_record(self.alert_dir / f"{stem}.json", record)
-        if self.outbox is not None:
-            audio = None
-            if det.clip_path:
-                try:
-                    audio = clip_to_mp3(det.clip_path)
-                except Exception as e:  # noqa: BLE001 - the alert goes out without its clip
-                    log.error("cannot make the MP3 clip from %s: %s", det.clip_path, e)
-            self._queue("beep", beep_caption(det, running_for), audio,
-                        title=f"Beep {_local(det.time, '%H:%M')}", created=det.time)
+        self._last_alert = (det.time, det.mono)
+        try:
+            self._alert(det, running_for, when)
+        except Exception as e:  # noqa: BLE001 - the supervisor must go on listening
+            log.error("cannot pass on the alert for the beep at %s: %s: %s", when,
+                      type(e).__name__, e)
         return True
 
     def message(self, kind: str, text: str) -> None:
         """Operational news (listening, stopped, no beep yet, microphone lost ...)."""
         log.info("[%s] %s", kind, text)
-        if self.outbox is not None:
+        if self.outbox is None:
+            return
+        try:
             self._queue(kind, text)
+        except Exception as e:  # noqa: BLE001 - the supervisor must go on listening
+            log.error("cannot queue the %s message: %s: %s", kind, type(e).__name__, e)
+
+    def delivery_of(self, det: Detection) -> Callable[[], str] | None:
+        """The live delivery state of the alert ``alert(det)`` made, or None."""
+        return self._tracked.get(det.time)
+
+    def undelivered(self) -> tuple[int, int]:
+        """(messages in the outbox, messages only in memory) not sent yet."""
+        if self._delivery is None:
+            return 0, 0
+        try:
+            on_disk = len(self.outbox.pending())
+        except OSError:
+            on_disk = 0
+        return on_disk, self._delivery.unsaved_count()
 
     def close(self, timeout: float = 10.0) -> None:
         """Give queued messages up to ``timeout`` seconds to go out; the rest stay queued."""
@@ -111,17 +151,77 @@ class Notifier:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _in_cooldown(self, det: Detection) -> bool:
+        if self._last_alert is None:
+            return False
+        last_time, last_mono = self._last_alert
+        # Monotonic when both beeps have it: a step of the wall clock must not matter.
+        gap = det.mono - last_mono if det.mono and last_mono else det.time - last_time
+        # On the recording's own clock: a replay at --speed 20 compresses wall time.
+        return gap / det.chunk.time_scale < self.cooldown
+
+    def _alert(self, det: Detection, running_for: float | None, when: str) -> None:
+        record = {"kind": "beep", "time": when,
+                  "epoch": round(det.time, 3), "offset": round(det.offset, 3),
+                  "score": round(det.score, 4), "detector": det.detector,
+                  "clip": det.clip_path, "level_dbfs": round(det.chunk.peak_dbfs, 1)}
+        self.alerts.append(record)
+        state = self._track(det, QUEUED if self.outbox is not None else CONSOLE_ONLY)
+        log.warning("ALERT beep at %s (score %.2f) clip %s", when, det.score,
+                    det.clip_path or "(none)")
+        stem = Path(det.clip_path).stem if det.clip_path else f"{int(det.time)}-beep"
+        self._write_record(self.alert_dir / f"{stem}.json", record)
+        if self.outbox is None:
+            return
+        audio = None
+        if det.clip_path:
+            try:
+                audio = clip_to_mp3(det.clip_path)
+            except Exception as e:  # noqa: BLE001 - the alert goes out without its clip
+                log.error("cannot make the MP3 clip from %s: %s", det.clip_path, e)
+        # How long ago the beep began, for its age in the outbox.
+        ago = time.monotonic() - det.mono if det.mono else time.time() - det.time
+        self._queue("beep", beep_caption(det, running_for), audio,
+                    title=f"Beep {_local(det.time, '%H:%M')}", created=det.time,
+                    ago=min(max(ago, 0.0), 600.0), state=state)
+
+    def _track(self, det: Detection, state: str) -> AlertState:
+        tracked = self._tracked[det.time] = AlertState(state)
+        while len(self._tracked) > TRACKED_ALERTS:
+            self._tracked.popitem(last=False)
+        return tracked
+
     def _queue(self, kind: str, text: str, audio: bytes | None = None, title: str = "",
-               created: float | None = None) -> None:
+               created: float | None = None, ago: float = 0.0,
+               state: AlertState | None = None) -> None:
+        item = self.outbox.new_item(kind, text, title, created, ago)
+        if state is not None:
+            self._delivery.track(item.id, state)
         try:
-            self.outbox.put(kind, text, audio, title=title, created=created)
+            self.outbox.save(item, audio)
         except OSError as e:
-            # Nothing durable is possible; still try to send it from memory.
-            log.error("cannot write the outbox (%s); sending %s without keeping it",
-                      e.strerror or e, kind)
-            self._delivery.send_unsaved(Item(f"unsaved-{kind}", kind, text, time.time()))
+            self._cannot_save(e)
+            if state is not None:
+                state.state = UNSAVED
+            self._delivery.send_unsaved(item, audio)
             return
         self._delivery.wake()
+        if self._disk_error is not None:
+            self._disk_error = None
+            log.warning("the outbox %s can be written again", self.outbox.dir)
+            self._queue("outbox", f"Messages are kept on disk again ({self.outbox.dir}).")
+
+    def _cannot_save(self, e: OSError) -> None:
+        """Tell the owner once (from memory) that messages cannot be kept on disk."""
+        reason = e.strerror or str(e)
+        if self._disk_error is not None:
+            return
+        self._disk_error = reason
+        text = (f"Cannot keep messages on disk ({self.outbox.dir}: {reason}): sending them "
+                "from memory; those not sent yet are lost if beepnet stops.")
+        log.error("cannot write the outbox %s (%s); sending messages without keeping them",
+                  self.outbox.dir, reason)
+        self._delivery.send_unsaved(self.outbox.new_item("outbox", text), None)
 
     def _write_record(self, path: Path, record: dict) -> None:
         try:
@@ -140,14 +240,24 @@ class _Delivery:
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.paused_until = 0.0
+        """time.monotonic() before which nothing is tried (set-up refused, fault)."""
         self.refusal: str | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = threading.Event()
         self._drain_deadline = 0.0
-        self._unsaved: list[Item] = []
+        self._lock = threading.Lock()
+        self._unsaved: deque[tuple[Item, bytes | None]] = deque()
+        self._states: dict[str, AlertState] = {}
         self._ready = threading.Event()
+        self._fault: str | None = None
+        self._fault_backoff = 0.0
+        self._down: tuple[float, str] | None = None
+        self._again = False
+        """Since when (monotonic) nothing could be delivered, and the latest reason."""
+
+    # -- called from the supervisor's thread ------------------------------------------------
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="telegram", daemon=True)
@@ -155,12 +265,37 @@ class _Delivery:
         self._ready.wait(5)
 
     def wake(self) -> None:
-        if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        loop, event = self._loop, self._wake
+        if loop is None or event is None:
+            return
+        try:
+            loop.call_soon_threadsafe(event.set)
+        except RuntimeError:  # the loop has ended: what is queued stays queued
+            pass
 
-    def send_unsaved(self, item: Item) -> None:
-        self._unsaved.append(item)
+    def track(self, item_id: str, state: AlertState) -> None:
+        self._states[item_id] = state
+
+    def send_unsaved(self, item: Item, audio: bytes | None) -> None:
+        """Send ``item`` from memory. The queue is bounded: the oldest are dropped first."""
+        with self._lock:
+            self._unsaved.append((item, audio))
+            dropped = []
+            while len(self._unsaved) > UNSAVED_MAX_ITEMS or (
+                    len(self._unsaved) > 1 and self._unsaved_bytes() > self.outbox.max_bytes):
+                dropped.append(self._unsaved.popleft()[0])
+        for old in dropped:
+            self._set_state(old, UNSAVED_DROPPED, final=True)
+            log.warning("too many messages waiting in memory: dropped the %s message of %s",
+                        old.kind, time.strftime("%H:%M:%S", time.localtime(old.created)))
         self.wake()
+
+    def _unsaved_bytes(self) -> int:
+        return sum(len(a or b"") + len(i.text) for i, a in self._unsaved)
+
+    def unsaved_count(self) -> int:
+        with self._lock:
+            return len(self._unsaved)
 
     def stop(self, timeout: float) -> None:
         self._drain_deadline = time.monotonic() + timeout
@@ -170,138 +305,235 @@ class _Delivery:
             self._thread.join(timeout + 5)
             if self._thread.is_alive():
                 log.warning("Telegram delivery did not finish in time; the rest stays queued")
+        lost = self.unsaved_count()
+        if lost:
+            log.error("%d message(s) that could not be kept on disk were not sent", lost)
+
+    # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        from .telegram import make_bot
-
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._ready.set()
-        bot = make_bot(self.tg.token, self.tg.api_url)
+        bot = None
         try:
             while True:
-                self._expire()
-                await self._send_all(bot)
-                if self._stopping.is_set():
-                    if self._done_draining():
-                        break
+                # Cleared before the work, so a message queued during it is not left waiting.
                 self._wake.clear()
+                if not self._paused():
+                    try:
+                        bot = bot or self._make_bot()
+                        await self._send_all(bot)
+                        self._fault, self._fault_backoff = None, 0.0
+                    except Exception as exc:  # noqa: BLE001 - delivery must outlive any fault
+                        self._on_fault(exc)
+                if self._stopping.is_set() and self._done_draining():
+                    break
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._idle_time())
                 except asyncio.TimeoutError:
                     pass
         finally:
             try:
-                await bot.shutdown()
+                if bot is not None:
+                    await bot.shutdown()
             except Exception:  # noqa: BLE001 - closing connections must not mask the exit
                 pass
 
+    def _make_bot(self):
+        from .telegram import make_bot
+
+        return make_bot(self.tg.token, self.tg.api_url)
+
+    def _on_fault(self, exc: Exception) -> None:
+        """Log a fault once (not at every turn while it lasts), and back off."""
+        detail = redact(f"{type(exc).__name__}: {exc}", (self.tg.token,))
+        self._fault_backoff = min(FAULT_BACKOFF_MAX, max(1.0, self._fault_backoff * 2))
+        self.paused_until = time.monotonic() + self._fault_backoff
+        if detail != self._fault:
+            log.error("Telegram delivery failed (%s); trying again, backing off up to %.0f s",
+                      detail, FAULT_BACKOFF_MAX)
+        self._fault = detail
+        if isinstance(exc, OSError):
+            self._note_down(f"the outbox could not be read or written "
+                            f"({exc.strerror or exc})")
+        else:
+            self._note_down(f"an internal error ({type(exc).__name__})")
+
     def _idle_time(self) -> float:
+        if self._again:
+            self._again = False
+            return 0.0
         if self._stopping.is_set():
             return max(0.0, min(0.2, self._drain_deadline - time.monotonic()))
-        if self.paused_until > time.time():
-            return min(IDLE_POLL_SECONDS, self.paused_until - time.time())
+        if self._paused():
+            return min(IDLE_POLL_SECONDS, self.paused_until - time.monotonic())
         return IDLE_POLL_SECONDS
 
+    def _paused(self) -> bool:
+        return self.paused_until > time.monotonic()
+
     def _done_draining(self) -> bool:
-        if time.monotonic() >= self._drain_deadline or self.paused_until > time.time():
+        if time.monotonic() >= self._drain_deadline or self._paused():
             return True
-        return not self.outbox.pending() and not self._unsaved
+        try:
+            return not self.outbox.pending() and not self.unsaved_count()
+        except OSError:
+            return True
+
+    def _out_of_time(self) -> bool:
+        return self._stopping.is_set() and time.monotonic() >= self._drain_deadline
 
     def _expire(self) -> None:
         expired = self.outbox.expire()
-        if expired:
-            what = ", ".join(f"{i.kind} of {_local(i.created, '%Y-%m-%d %H:%M')}"
-                             for i in expired[:5])
-            more = f" and {len(expired) - 5} more" if len(expired) > 5 else ""
-            text = (f"{len(expired)} message(s) could not be delivered in time and were "
-                    f"dropped: {what}{more}")
-            log.warning("outbox: %s", text)
-            self.outbox.put("expired", text)
+        for i in expired:
+            self._set_state(i, EXPIRED, final=True)
+        if not expired:
+            return
+        what = ", ".join(f"{i.kind} of {_local(i.created, '%Y-%m-%d %H:%M')}"
+                         for i in expired[:5])
+        more = f" and {len(expired) - 5} more" if len(expired) > 5 else ""
+        text = (f"{len(expired)} message(s) could not be delivered in time and were "
+                f"dropped: {what}{more}")
+        log.warning("outbox: %s", text)
+        item = self.outbox.new_item("expired", text)
+        try:
+            self.outbox.save(item)
+        except OSError:
+            self.send_unsaved(item, None)
 
     async def _send_all(self, bot) -> None:
-        while self._unsaved and not self._paused():
-            if await self._send(bot, self._unsaved[0], saved=False):
-                self._unsaved.pop(0)
-            else:
-                return
+        while not self._paused() and not self._out_of_time():
+            with self._lock:
+                if not self._unsaved:
+                    break
+                item, audio = self._unsaved[0]
+            done = await self._send(bot, item, audio, saved=False)
+            with self._lock:
+                if self._unsaved and self._unsaved[0][0] is item:
+                    if not done:
+                        return
+                    self._unsaved.popleft()
+        self._expire()
         for item in self.outbox.pending():
-            if self._paused() or (self._stopping.is_set() and
-                                  time.monotonic() >= self._drain_deadline):
+            if self._paused() or self._out_of_time():
                 return
             if not await self._send(bot, item):
                 return
 
-    def _paused(self) -> bool:
-        return self.paused_until > time.time()
+    def _set_state(self, item: Item, state: str, final: bool = False) -> None:
+        tracked = self._states.pop(item.id, None) if final else self._states.get(item.id)
+        if tracked is not None:
+            tracked.state = state
 
-    async def _send(self, bot, item: Item, saved: bool = True) -> bool:
+    def _note_down(self, reason: str) -> None:
+        since = self._down[0] if self._down else time.monotonic()
+        self._down = (since, reason)
+
+    def _outage_note(self) -> str:
+        """For the first message through after delivery was impossible for a while."""
+        if self._down is None:
+            return ""
+        lasted = time.monotonic() - self._down[0]
+        if lasted < OUTAGE_NOTE_SECONDS:
+            return ""
+        now = time.time()
+        return (f"Could not send to Telegram {span_text(now - lasted, now)} "
+                f"({minutes_text(int(lasted // 60))}): {self._down[1]}.\n")
+
+    async def _send(self, bot, item: Item, audio: bytes | None = None,
+                    saved: bool = True) -> bool:
         """Send one item with retries. True when it is done with (sent or set aside)."""
         from tenacity import AsyncRetrying, retry_if_exception
         from telegram.error import TelegramError
 
-        from .telegram import deliver, explain, is_transient, wait_for_telegram
+        from .telegram import deliver, failure_text, is_transient, late_note, wait_for_telegram
 
-        audio = self.outbox.audio_path(item) if saved else None
-        if audio is not None and not audio.exists():
-            audio = None
+        if saved:
+            path = self.outbox.audio_path(item)
+            audio = path if path is not None and path.exists() else None
 
         def stop(retry_state) -> bool:
-            # Keep retrying through an outage, but not past a shutdown's grace period.
-            return self._stopping.is_set() and time.monotonic() >= self._drain_deadline
+            # Keep retrying through an outage, but not past a shutdown's grace period, nor
+            # past the item's age limit (the next turn expires it and says so).
+            return self._out_of_time() or (saved and
+                                           self.outbox.age(item) > self.outbox.max_age)
 
         async def sleep(seconds: float) -> None:
+            # Not on the wake event: the main loop needs its wake-ups for later messages.
             deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                if stop(None):
-                    return
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(),
-                                           min(0.5, deadline - time.monotonic()))
-                except asyncio.TimeoutError:
-                    pass
+            while time.monotonic() < deadline and not self._out_of_time():
+                await asyncio.sleep(min(0.2, deadline - time.monotonic()))
 
         def before_sleep(rs) -> None:
             exc = rs.outcome.exception()
+            self._note_down(failure_text(exc, self.tg.token))
+            if saved:
+                self._set_state(item, f"retrying ({item.attempts})")
             log.warning("sending %s failed (%s: %s); retry %d in %.1f s", item.kind,
-                        type(exc).__name__, exc, rs.attempt_number, rs.next_action.sleep)
+                        type(exc).__name__, redact(str(exc), (self.tg.token,)),
+                        rs.attempt_number, rs.next_action.sleep)
 
         retrying = AsyncRetrying(retry=retry_if_exception(is_transient),
                                  wait=wait_for_telegram(self.retry_initial, self.retry_max),
                                  stop=stop, sleep=sleep, before_sleep=before_sleep,
                                  reraise=True)
+        outage = ""
         try:
             async for attempt in retrying:
                 with attempt:
                     if saved:
                         self.outbox.note_attempt(item)
-                    await deliver(bot, self.tg.chat_id, item, audio, time.time())
+                    else:
+                        item.attempts += 1
+                    outage = self._outage_note()
+                    text = outage + late_note(self.outbox.age(item)) + item.text
+                    await deliver(bot, self.tg.chat_id, text, audio, item.title)
         except TelegramError as exc:
-            if is_transient(exc):
-                return False  # stopped while retrying: stays queued for the next start
-            refusal = explain(exc, self.tg.chat_id, self.tg.api_url, self.tg.token)
-            if refusal.setup:
-                self.paused_until = time.time() + PAUSE_SECONDS
-                if refusal.reason != self.refusal:
-                    log.error("%s; %d message(s) kept in the outbox, trying again in %.0f min",
-                              refusal.reason, len(self.outbox.pending()), PAUSE_SECONDS / 60)
-                self.refusal = refusal.reason
-                return False
-            log.error("%s; setting the %s message aside in %s/rejected", refusal.reason,
-                      item.kind, self.outbox.dir)
-            if saved:
-                self.outbox.set_aside(item, refusal.reason)
-            return True
+            return self._refused(exc, item, saved)
         except Exception as exc:  # noqa: BLE001 - a bug here must not kill delivery for good
-            log.exception("unexpected error sending %s: %s", item.kind, exc)
-            self.paused_until = time.time() + 60
+            log.error("unexpected error sending %s: %s: %s", item.kind, type(exc).__name__,
+                      redact(str(exc), (self.tg.token,)))
+            self._note_down(f"an internal error ({type(exc).__name__})")
+            self.paused_until = time.monotonic() + 60
             return False
         if saved:
             self.outbox.remove(item)
+        self._set_state(item, SENT if saved else UNSAVED_SENT, final=True)
         self.refusal = None
+        self._down = None
+        if outage:
+            log.info("told the owner: %s", outage.strip())
         log.info("sent %s to Telegram", item.kind)
+        return True
+
+    def _refused(self, exc, item: Item, saved: bool) -> bool:
+        from .telegram import explain, failure_text, is_transient
+
+        if is_transient(exc):
+            self._note_down(failure_text(exc, self.tg.token))
+            self._again = not self._out_of_time()  # too old: the next turn expires it
+            return False  # stopped while retrying: stays queued for the next start
+        refusal = explain(exc, self.tg.chat_id, self.tg.api_url, self.tg.token)
+        if refusal.setup:
+            self.paused_until = time.monotonic() + PAUSE_SECONDS
+            self._note_down(refusal.reason)
+            if refusal.reason != self.refusal:
+                log.error("%s; %d message(s) kept in the outbox, trying again in %.0f min",
+                          refusal.reason, len(self.outbox.pending()), PAUSE_SECONDS / 60)
+            self.refusal = refusal.reason
+            return False
+        log.error("%s; setting the %s message aside in %s/rejected", refusal.reason,
+                  item.kind, self.outbox.dir)
+        if saved:
+            try:
+                self.outbox.set_aside(item, refusal.reason)
+            except OSError as e:
+                log.error("cannot set the %s message aside (%s); not sending it again",
+                          item.kind, e.strerror or e)
+                self.outbox.remove(item)
+        self._set_state(item, REJECTED, final=True)
         return True

@@ -4,7 +4,12 @@ An item is a JSON file (and, for a beep, an MP3 beside it) under ``storage.dir/o
 written atomically, MP3 first, so a crash or kill -9 at any point leaves either no item or a
 whole one. It is removed only once Telegram has accepted it, so delivery is at-least-once:
 a duplicate only when a reply was lost after the server took the message. The outbox is
-bounded by age and size; what it expires it says.
+bounded by age and size, set-aside (``rejected/``) and unreadable (``*.bad``) files included;
+what it expires it says.
+
+Ages are measured on CLOCK_BOOTTIME (it counts suspend, and nobody steps it) when the item was
+made in this boot, so setting the wall clock neither expires fresh items nor keeps old ones;
+across a reboot only the wall clock is left, and a negative difference counts as zero.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +30,26 @@ log = logging.getLogger(__name__)
 _seq = itertools.count()
 
 
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def boottime() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+@dataclass
+class Clock:
+    """Where the outbox reads the time; tests inject their own."""
+
+    wall: Callable[[], float] = time.time
+    boot: Callable[[], float] = boottime
+    boot_id: str = field(default_factory=boot_id)
+
+
 @dataclass
 class Item:
     id: str
@@ -31,21 +57,33 @@ class Item:
     """"beep", or the operational kind: "start", "stop", "timeout", "mic", "classifier" ..."""
     text: str
     created: float
-    """Epoch seconds when it was queued (for "late by" and expiry)."""
+    """Epoch seconds when it was queued (what a person reads; and the age across reboots)."""
     audio: str | None = None
     """File name of the MP3 beside the JSON, for beeps."""
     title: str = ""
     attempts: int = 0
     extra: dict = field(default_factory=dict)
+    boot_id: str = ""
+    """The boot it was made in: ``booted`` only means something within the same boot."""
+    booted: float | None = None
+    """CLOCK_BOOTTIME when it was made (None in items written by older versions)."""
 
 
 class Outbox:
-    def __init__(self, directory: Path, max_age_hours: float = 48.0, max_mb: float = 50.0):
+    def __init__(self, directory: Path, max_age_hours: float = 48.0, max_mb: float = 50.0,
+                 clock: Clock | None = None):
         self.dir = Path(directory)
         self.max_age = max_age_hours * 3600.0
         self.max_bytes = int(max_mb * 1024 * 1024)
+        self.clock = clock or Clock()
+        self._reported_bad: set[str] = set()
+        self._gone: set[str] = set()
+        """Items done with (sent, expired) whose files could not be deleted: never again."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._clean_partials()
+        try:
+            self._clean_partials()
+        except OSError as e:  # a read-only outbox still lets messages go out from memory
+            log.warning("cannot tidy the outbox %s: %s", self.dir, e.strerror or e)
 
     def _clean_partials(self) -> None:
         """Temp files and MP3s whose JSON never got written (crash between the two writes)."""
@@ -56,21 +94,43 @@ class Outbox:
             if p.stem not in names:
                 p.unlink(missing_ok=True)
 
-    def put(self, kind: str, text: str, audio: bytes | None = None, title: str = "",
-            created: float | None = None, **extra) -> Item:
-        created = time.time() if created is None else created
+    def new_item(self, kind: str, text: str, title: str = "", created: float | None = None,
+                 ago: float = 0.0, **extra) -> Item:
+        """An item stamped with the clocks, not yet on disk; ``ago``: seconds since it
+        happened (a beep is queued a little after it began)."""
+        ago = max(0.0, ago)
+        created = self.clock.wall() - ago if created is None else created
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(created))
         item_id = f"{stamp}-{os.getpid()}-{next(_seq):04d}-{kind}"
-        item = Item(item_id, kind, text, created, title=title, extra=extra)
+        return Item(item_id, kind, text, created, title=title, extra=extra,
+                    boot_id=self.clock.boot_id, booted=self.clock.boot() - ago)
+
+    def put(self, kind: str, text: str, audio: bytes | None = None, title: str = "",
+            created: float | None = None, ago: float = 0.0, **extra) -> Item:
+        return self.save(self.new_item(kind, text, title, created, ago, **extra), audio)
+
+    def save(self, item: Item, audio: bytes | None = None) -> Item:
         if audio is not None:
-            item.audio = f"{item_id}.mp3"
+            item.audio = f"{item.id}.mp3"
             write_atomic(self.dir / item.audio, audio, durable=True)
-        self._save(item)
+        try:
+            self._save(item)
+        except OSError:
+            if item.audio:
+                (self.dir / item.audio).unlink(missing_ok=True)
+                item.audio = None
+            raise
         return item
 
     def _save(self, item: Item) -> None:
         write_atomic(self.dir / f"{item.id}.json", json.dumps(asdict(item)).encode(),
                      durable=True)
+
+    def age(self, item: Item) -> float:
+        """Seconds since ``item`` was made, never negative, whatever the wall clock did."""
+        if item.booted is not None and item.boot_id and item.boot_id == self.clock.boot_id:
+            return max(0.0, self.clock.boot() - item.booted)
+        return max(0.0, self.clock.wall() - item.created)
 
     def note_attempt(self, item: Item) -> None:
         item.attempts += 1
@@ -79,24 +139,48 @@ class Outbox:
         except OSError as e:  # a full disk must not stop delivery of what is already queued
             log.debug("cannot update %s: %s", item.id, e)
 
+    def _load(self, p: Path) -> Item | None:
+        try:
+            return Item(**json.loads(p.read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            if p.name not in self._reported_bad:
+                self._reported_bad.add(p.name)
+                log.error("outbox item %s is unreadable (%s); moving it aside", p.name, e)
+            try:
+                p.rename(p.with_suffix(".bad"))
+            except OSError as e2:  # read-only: leave it, skip it, say it once (above)
+                log.debug("cannot move %s aside: %s", p.name, e2)
+            return None
+
     def pending(self) -> list[Item]:
         """Queued items, oldest first."""
-        items = []
-        for p in sorted(self.dir.glob("*.json")):
-            try:
-                items.append(Item(**json.loads(p.read_text())))
-            except (OSError, ValueError, TypeError) as e:
-                log.error("outbox item %s is unreadable (%s); moving it aside", p.name, e)
-                p.rename(p.with_suffix(".bad"))
-        return sorted(items, key=lambda i: (i.created, i.id))
+        items = [i for i in map(self._load, sorted(self.dir.glob("*.json"))) if i is not None]
+        for i in [i for i in items if i.id in self._gone]:
+            self.remove(i)  # sent or expired already: try the deletion again
+        items = [i for i in items if i.id not in self._gone]
+        # By age, not by the wall-clock stamp: after the clock is set back, new is still new.
+        return sorted(items, key=lambda i: (-self.age(i), i.id))
 
     def audio_path(self, item: Item) -> Path | None:
         return self.dir / item.audio if item.audio else None
 
-    def remove(self, item: Item) -> None:
-        if item.audio:
-            (self.dir / item.audio).unlink(missing_ok=True)
-        (self.dir / f"{item.id}.json").unlink(missing_ok=True)
+    def remove(self, item: Item, folder: Path | None = None) -> None:
+        """Delete an item; when the disk refuses, it is forgotten until that works again."""
+        folder = folder or self.dir
+        try:
+            if item.audio:
+                (folder / item.audio).unlink(missing_ok=True)
+            (folder / f"{item.id}.json").unlink(missing_ok=True)
+        except OSError as e:
+            if folder == self.dir:
+                if item.id not in self._gone:
+                    log.warning("cannot delete outbox item %s (%s); skipping it until that "
+                                "works", item.id, e.strerror or e)
+                self._gone.add(item.id)
+            else:
+                log.debug("cannot delete %s: %s", item.id, e)
+            return
+        self._gone.discard(item.id)
 
     def set_aside(self, item: Item, reason: str) -> None:
         """Keep an item Telegram refused (it will never be accepted) out of the queue."""
@@ -107,25 +191,72 @@ class Outbox:
         for name in filter(None, (f"{item.id}.json", item.audio)):
             os.replace(self.dir / name, rejected / name)
 
-    def expire(self, now: float | None = None) -> list[Item]:
-        """Drop items older than the age limit, then the oldest beyond the size limit."""
-        now = time.time() if now is None else now
+    def _size(self, folder: Path, item: Item) -> int:
+        total = 0
+        for name in filter(None, (f"{item.id}.json", item.audio)):
+            try:
+                total += (folder / name).stat().st_size
+            except OSError:
+                pass
+        return total
+
+    def _leftovers(self) -> list[tuple[float, Path, int, Item | None]]:
+        """What will never be sent but still takes room: set-aside items and ``*.bad``
+        files, as (age, folder, bytes, item or None for a bad file)."""
+        out = []
+        rejected = self.dir / "rejected"
+        for p in sorted(rejected.glob("*.json")) if rejected.is_dir() else ():
+            try:
+                item = Item(**json.loads(p.read_text()))
+            except (OSError, ValueError, TypeError):
+                item = None
+            if item is not None:
+                out.append((self.age(item), rejected, self._size(rejected, item), item))
+            else:
+                self._leftover_file(out, p)
+        for p in [*self.dir.glob("*.bad"), *(rejected.glob("*.bad") if rejected.is_dir()
+                                              else ())]:
+            self._leftover_file(out, p)
+        return out
+
+    def _leftover_file(self, out: list, p: Path) -> None:
+        try:
+            st = p.stat()
+        except OSError:
+            return
+        # No clock of ours inside an unreadable file: its mtime is all there is.
+        out.append((max(0.0, self.clock.wall() - st.st_mtime), p, st.st_size, None))
+
+    def _drop_leftover(self, where: Path, item: Item | None) -> None:
+        if item is not None:
+            self.remove(item, where)
+            return
+        try:
+            where.unlink(missing_ok=True)
+        except OSError as e:
+            log.debug("cannot delete %s: %s", where, e)
+
+    def expire(self) -> list[Item]:
+        """Drop what is older than the age limit, then, beyond the size limit, what will never
+        be sent (set aside, unreadable) before the oldest queued items. Returns the queued
+        items dropped (the set-aside ones were reported when they were refused)."""
         items = self.pending()
-        expired = [i for i in items if now - i.created > self.max_age]
+        expired = [i for i in items if self.age(i) > self.max_age]
         kept = [i for i in items if i not in expired]
-
-        def size(i: Item) -> int:
-            total = 0
-            for name in filter(None, (f"{i.id}.json", i.audio)):
-                try:
-                    total += (self.dir / name).stat().st_size
-                except OSError:
-                    pass
-            return total
-
-        total = sum(size(i) for i in kept)
+        leftovers = []
+        for age, where, size, item in self._leftovers():
+            if age > self.max_age:
+                self._drop_leftover(where, item)
+            else:
+                leftovers.append((age, where, size, item))
+        total = sum(self._size(self.dir, i) for i in kept) + sum(s for _, _, s, _ in leftovers)
+        leftovers.sort(key=lambda x: -x[0])  # oldest first
+        while leftovers and total > self.max_bytes:
+            _, where, size, item = leftovers.pop(0)
+            self._drop_leftover(where, item)
+            total -= size
         while kept and total > self.max_bytes:
-            total -= size(kept[0])
+            total -= self._size(self.dir, kept[0])
             expired.append(kept.pop(0))
         for i in expired:
             self.remove(i)

@@ -6,11 +6,14 @@ python-telegram-bot (22.x) raises:
 - ``RetryAfter`` for 429: retried after exactly the time the server asks for;
 - ``BadRequest`` (also a NetworkError subclass, so test it first), ``Forbidden`` and
   ``InvalidToken``: retrying cannot help, so they are reported instead.
+PTB raises InvalidToken for a 404 too; our request class turns a 404 into
+``EndPointNotFound`` ("that URL is not a Bot API server"), see ``_BotApiRequest``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +24,12 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 from telegram import Bot  # noqa: E402
 from telegram.error import (BadRequest, ChatMigrated, EndPointNotFound,  # noqa: E402
-                            Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError)
+                            Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError,
+                            TimedOut)
 from telegram.request import HTTPXRequest  # noqa: E402
 from tenacity.wait import wait_base, wait_exponential_jitter  # noqa: E402
 
 from ..logs import redact  # noqa: E402
-from .outbox import Item  # noqa: E402
 from .timefmt import minutes_text  # noqa: E402
 
 LATE_AFTER_SECONDS = 60.0
@@ -35,14 +38,39 @@ CAPTION_LIMIT = 1024
 TEXT_LIMIT = 4096
 
 
+class _BotApiRequest(HTTPXRequest):
+    """Tells a wrong ``api_url`` from a wrong token.
+
+    PTB maps both 401 and 404 to InvalidToken. The Bot API answers 401 for a well-formed token
+    it does not know (and the config only lets well-formed tokens through), so a 404 means
+    the URL does not lead to a Bot API server: say that instead.
+    """
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> dict:
+        # PTB's own logs a traceback for every HTML error page a proxy sends; the error it
+        # raises after that says enough.
+        try:
+            return json.loads(payload.decode("utf-8", "replace"))
+        except ValueError as exc:
+            raise TelegramError("Invalid server response") from exc
+
+    async def do_request(self, *args, **kwargs) -> tuple[int, bytes]:
+        code, payload = await super().do_request(*args, **kwargs)
+        if code == 404:
+            raise EndPointNotFound("Not Found (404)")
+        return code, payload
+
+
 def make_bot(token: str, api_url: str, timeout: float = 30.0) -> Bot:
     """A Bot for ``{api_url}/bot{token}/{method}``. Not initialised: that would call getMe and
     fail while the network is down, and its InvalidToken message quotes the token."""
     api_url = api_url.rstrip("/")
-    request = HTTPXRequest(connect_timeout=10.0, read_timeout=timeout, write_timeout=timeout,
-                           media_write_timeout=2 * timeout, connection_pool_size=2)
+    request = _BotApiRequest(connect_timeout=10.0, read_timeout=timeout,
+                             write_timeout=timeout, media_write_timeout=2 * timeout,
+                             connection_pool_size=2)
     return Bot(token, base_url=f"{api_url}/bot", base_file_url=f"{api_url}/file/bot",
-               request=request, get_updates_request=HTTPXRequest(read_timeout=timeout))
+               request=request, get_updates_request=_BotApiRequest(read_timeout=timeout))
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -98,21 +126,38 @@ def explain(exc: TelegramError, chat_id: str, api_url: str, token: str) -> Refus
     return Refusal(f"Telegram refused the message: {detail}", False)
 
 
-def late_note(item: Item, now: float) -> str:
-    late = now - item.created
-    if late < LATE_AFTER_SECONDS:
+def failure_text(exc: BaseException, token: str) -> str:
+    """Why an attempt failed, in words for a person reading it on a phone."""
+    if isinstance(exc, RetryAfter):
+        return "Telegram asked to slow down"
+    if isinstance(exc, TimedOut):
+        return "Telegram did not answer in time"
+    detail = redact(str(exc), (token,)).split(". Parsing the server response")[0]
+    if isinstance(exc, NetworkError) and "httpx" in detail:
+        return "no connection to the Bot API server"
+    if isinstance(exc, NetworkError):
+        return f"server error: {detail}"
+    return detail
+
+
+def late_note(age: float) -> str:
+    """``age``: seconds since the item was queued (see Outbox.age)."""
+    if age < LATE_AFTER_SECONDS:
         return ""
-    return f"(delayed {minutes_text(int(late // 60))}: could not be sent earlier) "
+    return f"(delayed {minutes_text(int(age // 60))}: could not be sent earlier) "
 
 
-async def deliver(bot: Bot, chat_id: str, item: Item, audio: Path | None, now: float) -> None:
-    """One attempt at sending ``item``; raises TelegramError on failure."""
-    text = late_note(item, now) + item.text
+async def deliver(bot: Bot, chat_id: str, text: str, audio: Path | bytes | None,
+                  title: str = "", filename: str = "beep.mp3") -> None:
+    """One attempt at sending a message (a clip with ``text`` as its caption when there is
+    ``audio``); raises TelegramError on failure."""
+    if isinstance(audio, Path):
+        filename = audio.name
     if audio is not None:
         # A Path, not an open file: a retried upload from a file handle would send 0 bytes.
         await bot.send_audio(chat_id, audio=audio, caption=text[:CAPTION_LIMIT],
-                             title=item.title or "beep", performer="beepnet",
-                             filename=audio.name)
+                             title=title or "beep", performer="beepnet",
+                             filename=filename)
     else:
         await bot.send_message(chat_id, text[:TEXT_LIMIT])
 

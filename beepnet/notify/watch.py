@@ -4,6 +4,10 @@ A watch opens when the daemon starts listening, and again when sound resumes aft
 ``idle`` seconds of quiet (a new cycle). A beep alert closes it. A watch open for ``timeout``
 seconds without a beep yields one "no beep yet" message, with what was heard meanwhile, and
 closes: a quiet, idle machine never produces a stream of messages.
+
+Every ``now`` is ``time.monotonic()``: durations must not jump when NTP sets the wall clock
+(a Pi without a real-time clock boots hours or years off). Wall time is only read to print
+when the last sound was.
 """
 
 from __future__ import annotations
@@ -53,14 +57,16 @@ class Watch:
     def beeped(self) -> None:
         self.opened_at = None
 
-    def check(self, now: float) -> str | None:
-        """The "no beep yet" text when the open watch has timed out (then it closes)."""
+    def check(self, now: float, wall_now: float | None = None) -> str | None:
+        """The "no beep yet" text when the open watch has timed out (then it closes).
+        ``wall_now`` is the wall clock at ``now`` (default: read it)."""
         if self.opened_at is None or now - self.opened_at < self.timeout:
             return None
         text = (f"No beep yet: listening for {_minutes(now - self.opened_at)} without hearing "
                 f"the end-of-cycle beep. Sound for {_minutes(self.active_s)} of that")
         if self.last_sound is not None:
-            text += f"; last sound at {time.strftime('%H:%M', time.localtime(self.last_sound))}"
+            wall = (time.time() if wall_now is None else wall_now) - (now - self.last_sound)
+            text += f"; last sound at {time.strftime('%H:%M', time.localtime(wall))}"
         if self.loudest is not None:
             text += f", loudest {self.loudest[0]:.0f} dBFS"
         self.opened_at = None
