@@ -144,14 +144,22 @@ def test_attached_to_a_replaying_daemon(tmp_path, env, recording, tmux_factory):
             daemon.communicate(timeout=15)
 
 
-def test_standalone_replay_and_saving_the_gate(tmp_path, recording, tmux_factory):
+@pytest.mark.parametrize("where", ["--config", "user's default file"])
+def test_standalone_replay_and_saving_the_gate(tmp_path, recording, tmux_factory, env, where):
     """No daemon: the monitor runs the pipeline itself; G raises the gate, s saves just that
-    key into the config file; q stops the pipeline and exits 0."""
+    key into the config file in use (named, or found at ~/.config/beepnet/beepnet.toml);
+    q stops the pipeline and exits 0."""
     store = tmp_path / "store"
-    cfg = tmp_path / "beepnet.toml"
+    if where == "--config":
+        cfg = tmp_path / "beepnet.toml"
+        named = ["--config", str(cfg)]
+    else:
+        cfg = Path(env["HOME"]) / ".config" / "beepnet" / "beepnet.toml"
+        cfg.parent.mkdir(parents=True)
+        named = []
     cfg.write_text("# my settings\n[audio]\ngate_dbfs = -50.0  # was fine\n\n[notify]\n"
                    "cooldown_minutes = 2\n")
-    mon = tmux_factory(["--config", str(cfg), "--source", recording, "--speed", "2",
+    mon = tmux_factory([*named, "--source", recording, "--speed", "2",
                         "--set", f"storage.dir={store}"])
     mon.wait_screen(lambda s: "standalone" in s, 20)
     mon.wait_screen(lambda s: "ALERT" in s, 20)
@@ -177,7 +185,7 @@ def test_small_terminal_gets_a_compact_layout(tmp_path, recording, tmux_factory)
     assert "Traceback" not in screen
     assert all(len(line) <= 40 for line in screen.splitlines())
     mon.keys("g", "s")
-    mon.wait_screen(lambda s: "no --config" in s, 5)
+    mon.wait_screen(lambda s: "no config file in use" in s, 5)
     mon.keys("q")
     assert mon.exit_status() == 0
 

@@ -21,6 +21,7 @@ import tty
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..config import user_config
 from ..daemon.status import is_live, read_status, status_path
 from ..termdraw import FLOOR_DBFS
 from .view import ViewState, render
@@ -282,7 +283,8 @@ class Monitor:
 
         gate = self._gate()
         if not self.config_path:
-            self.vs.message = f"no --config file: run with --set audio.gate_dbfs={gate:.1f}"
+            self.vs.message = (f"no config file in use: write audio.gate_dbfs = {gate:.1f} "
+                               f"into {user_config(os.environ)}")
             return
         try:
             save_gate(self.config_path, gate)
@@ -299,10 +301,12 @@ class Monitor:
         gate = self.vs.gate_dbfs
         if gate is None or gate == self._saved_gate or gate == self._daemon_gate():
             return
-        print(f"gate not saved: use --set audio.gate_dbfs={gate:.1f} or press s with --config")
+        print(f"gate not saved: use --set audio.gate_dbfs={gate:.1f}, or press s with a config "
+              "file in use")
 
 
 def cmd_monitor(cfg, args) -> int:
-    """The `beepnet monitor` subcommand; ``--config`` (or $BEEPNET_CONFIG) is where s saves."""
-    config_path = args.config or os.environ.get("BEEPNET_CONFIG") or None
+    """The `beepnet monitor` subcommand; s saves to the config file in use (--config,
+    $BEEPNET_CONFIG, or the first found in the default places)."""
+    config_path = str(cfg.origin.path) if cfg.origin.path else None
     return Monitor(cfg, config_path, args.source, args.speed).run()
