@@ -35,7 +35,9 @@ log = logging.getLogger("beepnet")
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", help="TOML config file (default: "
-                   "$BEEPNET_CONFIG if set)")
+                   "$BEEPNET_CONFIG if set, else the first that exists of "
+                   "$XDG_CONFIG_HOME/beepnet/beepnet.toml (~/.config/beepnet/beepnet.toml) "
+                   "and /etc/beepnet/beepnet.toml)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE", help="override one config value (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -181,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     logs.setup("debug" if args.verbose else cfg.log.level,
                tuple(s for s in (cfg.telegram.token,) if s))
+    for warning in config.startup_warnings(cfg, args.command):
+        log.warning("%s", warning)
     try:
         return COMMANDS[args.command](cfg, args)
     except KeyboardInterrupt:
@@ -192,23 +196,52 @@ USES_DETECTOR = ("run", "detect", "monitor")
 
 
 def _check_detector_args(cfg: Config, command: str) -> None:
-    if cfg.detector.model and cfg.detector.kind == "tone":
-        raise ConfigError("detector.model is set, but detector.kind = 'tone' uses no model")
-    # Caught here, before any process starts: a bad file would only stop the classifier,
-    # and a hostile one is refused before anything is built from it.
-    if cfg.detector.kind == "beepnet" and command in USES_DETECTOR:
-        from .model.preflight import model_problem
+    try:
+        if cfg.detector.model and cfg.detector.kind == "tone":
+            raise ConfigError("detector.model is set, but detector.kind = 'tone' uses no model")
+        # Caught here, before any process starts: a bad file would only stop the classifier,
+        # and a hostile one is refused before anything is built from it. The shipped model
+        # (detector.model empty) is checked the same way.
+        if cfg.detector.kind == "beepnet" and command in USES_DETECTOR:
+            from .model.preflight import model_problem
 
-        problem = model_problem(cfg.detector.model or None, cfg.detector.runtime)
-        if problem:
-            raise ConfigError(problem)
+            problem = model_problem(cfg.detector.model or None, cfg.detector.runtime)
+            if problem:
+                raise ConfigError(problem)
+    except ConfigError as e:
+        if command == "run" and cfg.telegram.enabled:
+            # The service stops for good (exit 78 is not restarted): its owner must hear why.
+            _tell_owner_detector(cfg, str(e))
+        raise
+
+
+START_FAILURE_DRAIN_SECONDS = 5.0
+"""How long `beepnet run` that cannot start waits for its message to reach Telegram (if it
+does not, the message stays in the outbox for the next start)."""
+
+
+def _tell_owner_detector(cfg: Config, problem: str) -> None:
+    from .daemon.supervisor import detector_fatal_text
+
+    # Warnings only: the caller prints the one line for the terminal; the delivery thread
+    # may still log a failure, with the token hidden.
+    logs.setup("warning", tuple(s for s in (cfg.telegram.token,) if s))
+    try:
+        notifier = make_notifier(cfg)
+        notifier.start()
+    except OSError as e:
+        log.warning("cannot queue a Telegram message (%s)", e.strerror or e)
+        return
+    notifier.message("detector", detector_fatal_text(problem))
+    notifier.close(timeout=START_FAILURE_DRAIN_SECONDS)
 
 
 def cmd_config(cfg: Config, args) -> int:
     if args.example:
         sys.stdout.write(config.EXAMPLE.read_text(encoding="utf-8"))
         return 0
-    sys.stdout.write(config.to_toml(cfg))
+    # A comment, so the output stays a valid config file.
+    sys.stdout.write(f"# config file: {config.describe(cfg)}\n" + config.to_toml(cfg))
     return 0
 
 
@@ -270,6 +303,13 @@ def _print_replay_summary(source: str, sup, notifier) -> None:
     for a in alerts:
         print(f"  ALERT beep at {a['offset']:.1f} s into the recording, score {a['score']:.2f}, "
               f"clip {a['clip']}")
+    on_disk, in_memory = notifier.undelivered()
+    if on_disk:
+        print(f"{on_disk} message(s) not sent to Telegram yet, kept in "
+              f"{notifier.outbox.dir}: the next `beepnet run` sends them")
+    if in_memory:
+        print(f"{in_memory} message(s) not sent to Telegram and lost (the outbox could not "
+              "be written)")
 
 
 def cmd_detect(cfg: Config, args) -> int:

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .config import Config
+from .config import Config, describe
 
 MIC_SECONDS = 3.0
 MIN_FREE_MB = 200.0
@@ -33,7 +33,8 @@ class Check:
 
 
 def check_config(cfg: Config, path: str | None) -> Check:
-    return Check("config", True, f"valid ({path or 'built-in defaults'}); storage "
+    # The file load() actually read, also when none was named (XDG, /etc) or it was skipped.
+    return Check("config", True, f"valid ({describe(cfg)}); storage "
                  f"{cfg.storage.path}, detector {cfg.detector.kind}")
 
 

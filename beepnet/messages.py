@@ -2,7 +2,7 @@
 
 recorder   --Chunk, Started, Heartbeat, SourceEnded, SourceFailed-->  supervisor
 supervisor --Chunk (None = stop)-->                                   classifier
-classifier --Scored, Detection-->                                     supervisor
+classifier --DetectorReady or DetectorFailed, Scored, Detection-->     supervisor
 supervisor --Detection-->                                             notifier
 
 Chunks travel as paths to 16-bit WAV files, never as audio, so a queue entry stays small and a
@@ -22,7 +22,8 @@ class Chunk:
     start_sample: int
     """Index of its first 16 kHz sample since the recorder's stream began."""
     start_time: float
-    """Wall-clock time (epoch seconds) of its first sample."""
+    """Wall-clock time (epoch seconds) of its first sample, read from the clock when the
+    window was complete: a person reads it, so it follows the clock when NTP sets it."""
     duration: float
     """Seconds of real audio in it (the file may be zero-padded at the end of a replay)."""
     peak_dbfs: float
@@ -106,3 +107,13 @@ class DetectorReady:
 
     description: str
     threshold: float
+
+
+@dataclass(frozen=True)
+class DetectorFailed:
+    """The classifier could not load its detector and is about to exit."""
+
+    reason: str
+    """One line: what is wrong (the model file's problem, or the error)."""
+    permanent: bool
+    """True when loading again cannot help (a bad or missing model file, a bad setting)."""

@@ -20,8 +20,12 @@ from .. import logs
 log = logging.getLogger(__name__)
 
 EXIT_DETECTOR = 78
-"""The classifier's exit status when its detector cannot be loaded: restarting would not
-help (the same as a config error's)."""
+"""The classifier's exit status when its detector cannot be loaded and restarting would not
+help: a bad or missing model file, a bad setting (the same as a config error's)."""
+EXIT_DETECTOR_RETRY = 75
+"""The classifier's exit status when its detector failed to load for a reason that may pass
+(out of memory, a library mid-upgrade): the supervisor starts it again, backing off
+(EX_TEMPFAIL)."""
 
 _PR_SET_NAME = 15
 _SHORT = {"recorder": "rec", "classifier": "clf"}  # the kernel keeps 15 characters

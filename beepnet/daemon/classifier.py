@@ -20,7 +20,7 @@ from ..fsutil import remove_quietly
 from ..config import DetectorConfig
 from ..detectors import load_detector
 from ..events import EventTracker
-from ..messages import Chunk, Detection, DetectorReady, Scored
+from ..messages import Chunk, Detection, DetectorFailed, DetectorReady, Scored
 from . import child
 
 log = logging.getLogger(__name__)
@@ -72,16 +72,18 @@ class Classifier:
         t0 = chunk.start_sample / SAMPLE_RATE
         opened, _ = self.tracker.update(t0, t0 + chunk.duration, result)
         if opened is not None:
-            beep_time = chunk.start_time + (opened.start - t0) * chunk.time_scale
-            out.append(self._detection(chunk, audio, result.score, beep_time, opened.start))
+            # The chunk's own clock readings, not the stream's start: see Chunk.start_time.
+            into = (opened.start - t0) * chunk.time_scale
+            out.append(self._detection(chunk, audio, result.score, opened.start,
+                                       chunk.start_time + into, chunk.start_mono + into))
         if self.history and self.history[-1][0].start_sample >= chunk.start_sample:
             self.history.clear()  # the recorder restarted its stream: old audio is unrelated
         self.history.append((chunk, audio))
         out.append(Scored(chunk, result.score, dict(result.labels)))
         return out
 
-    def _detection(self, chunk: Chunk, audio: np.ndarray, score: float,
-                   beep_time: float, offset: float) -> Detection:
+    def _detection(self, chunk: Chunk, audio: np.ndarray, score: float, offset: float,
+                   beep_time: float, beep_mono: float) -> Detection:
         clip = build_clip(self.history, chunk, audio)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(beep_time))
         path = self.alert_dir / f"{stamp}-{int(chunk.start_sample):010d}-beep.wav"
@@ -95,7 +97,21 @@ class Classifier:
             clip_path = ""
         log.info("beep detected at %s (score %.2f)",
                  time.strftime("%H:%M:%S", time.localtime(beep_time)), score)
-        return Detection(chunk, score, beep_time, offset, clip_path, self.detector.describe())
+        return Detection(chunk, score, beep_time, offset, clip_path, self.detector.describe(),
+                         beep_mono)
+
+
+def load_failure(e: Exception) -> DetectorFailed:
+    """What a failed load means: a bad model file or setting stays bad (permanent); running
+    out of memory, a library caught mid-upgrade or a passing I/O error may not."""
+    permanent = isinstance(e, (ValueError, FileNotFoundError, PermissionError,
+                               IsADirectoryError, NotADirectoryError))
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else ("out of memory" if isinstance(e, MemoryError) else "")
+    # ModelFileError and ConfigError are already written for a person; others need a name.
+    if not isinstance(e, ValueError) or not text:
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return DetectorFailed(text, permanent)
 
 
 def classifier_main(cfg: DetectorConfig, alert_dir: str, work, results, stop,
@@ -105,8 +121,12 @@ def classifier_main(cfg: DetectorConfig, alert_dir: str, work, results, stop,
     try:
         clf = Classifier(cfg, Path(alert_dir))
     except Exception as e:  # noqa: BLE001 - a model that will not load is reported, not traced
-        log.error("cannot load the %s detector: %s", cfg.kind, e)
-        raise SystemExit(child.EXIT_DETECTOR) from None
+        failed = load_failure(e)
+        log.error("cannot load the %s detector: %s", cfg.kind, failed.reason)
+        # The supervisor tells the owner, and decides whether to try again.
+        results.put(failed)
+        raise SystemExit(child.EXIT_DETECTOR if failed.permanent
+                         else child.EXIT_DETECTOR_RETRY) from None
     results.put(DetectorReady(clf.detector.describe(), clf.detector.threshold))
     while True:
         try:

@@ -34,6 +34,19 @@ def make_source(audio: AudioConfig, source: str, speed: float) -> Source:
     return FileSource(source, audio.block_ms, speed)
 
 
+class _Now:
+    """Both clocks, read as the newest of ``samples`` stream samples came in.
+
+    A window's times are taken from these, seconds after its first sample, rather than
+    counted from the stream's start: a sample count anchored for weeks drifts with the
+    device's clock and with lost input, and never sees NTP set the wall clock."""
+
+    def __init__(self, samples: int):
+        self.samples = samples
+        self.wall = time.time()
+        self.mono = time.monotonic()
+
+
 class Recorder:
     """Cuts one source's stream into gated chunks and hands each to ``emit``."""
 
@@ -67,20 +80,19 @@ class Recorder:
         stream = StreamWindower(source.rate, self.audio.chunk_seconds, self.audio.hop_seconds,
                                 self.rate)
         session = time.strftime("%Y%m%d-%H%M%S")
-        t0: float | None = None
         next_beat = 0.0
         level = -120.0
         for block in source.blocks():
-            if t0 is None:
-                # Wall time of stream sample 0: the first block was just completed.
-                t0 = time.time() - len(block) / source.rate * time_scale
+            if not self.delivered:
                 self.delivered = True
                 self.emit(Started(source.description, source.rate))
             out, windows = stream.push(block)
             if len(out):
                 level = max(level, self.gate.peak_dbfs(out))
-            for window in windows:
-                self._handle(window, session, t0, time_scale)
+            if windows:
+                clocks = _Now(stream.samples)
+                for window in windows:
+                    self._handle(window, session, clocks, time_scale)
             now = time.monotonic()
             if now >= next_beat:
                 self._beat(stream.samples, level, source)
@@ -88,8 +100,10 @@ class Recorder:
             if self.should_stop():
                 return False
         # The replay ended: cut the tail windows too.
-        for window in stream.finish():
-            self._handle(window, session, t0 or time.time(), time_scale)
+        tail = stream.finish()
+        clocks = _Now(stream.samples)
+        for window in tail:
+            self._handle(window, session, clocks, time_scale)
         self._beat(stream.samples, level, source)
         self.emit(SourceEnded(stream.samples))
         return True
@@ -98,7 +112,7 @@ class Recorder:
         self.emit(Heartbeat(samples, level, self.written, self.skipped, self.write_errors,
                             getattr(source, "overflows", 0)))
 
-    def _handle(self, window: Window, session: str, t0: float, time_scale: float) -> None:
+    def _handle(self, window: Window, session: str, now: "_Now", time_scale: float) -> None:
         audio = window.audio[: window.valid] if window.valid < len(window.audio) else window.audio
         if not self.gate.opens(audio):
             self.skipped += 1
@@ -113,8 +127,9 @@ class Recorder:
             log.warning("writing chunks works again (%d lost)", self.write_errors)
             self._last_write_error = None
         self.written += 1
-        self.emit(Chunk(str(path), window.start, t0 + window.start / self.rate * time_scale,
-                        window.valid / self.rate, self.gate.peak_dbfs(audio), time_scale))
+        ago = (now.samples - window.start) / self.rate * time_scale
+        self.emit(Chunk(str(path), window.start, now.wall - ago, window.valid / self.rate,
+                        self.gate.peak_dbfs(audio), time_scale, now.mono - ago))
 
     def _write_failed(self, path: Path, e: OSError) -> None:
         self.write_errors += 1

@@ -49,7 +49,8 @@ class SystemdNotifier:
         self.send(f"STATUS={status}")
 
     def still_starting(self, status: str, seconds: float = 90.0) -> None:
-        """Not ready yet (no microphone), but not hung: push systemd's start timeout out."""
+        """Not ready yet (no microphone, the detector still loading), but not hung: push
+        systemd's start timeout ``seconds`` out from now."""
         self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={status}")
 
     def stopping(self) -> None:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from ..audio import SAMPLE_RATE
 from ..fsutil import remove_quietly
 from ..config import Config
-from ..messages import (Chunk, Detection, DetectorReady, Heartbeat, Scored, SourceEnded,
-                        SourceFailed, Started)
+from ..messages import (Chunk, Detection, DetectorFailed, DetectorReady, Heartbeat, Scored,
+                        SourceEnded, SourceFailed, Started)
 from ..notify.watch import Watch
-from .child import EXIT_DETECTOR, run_classifier, run_recorder
+from .child import EXIT_DETECTOR, EXIT_DETECTOR_RETRY, run_classifier, run_recorder
 from .retention import prune
 from .sdnotify import SystemdNotifier
 from .status import StatusPublisher, status_path
@@ -41,6 +41,18 @@ AUDIO_STALL_SECONDS = 10.0
 PRUNE_EVERY_SECONDS = 3600.0
 CLASSIFIER_STALL_SECONDS = 30.0
 """A chunk handed to the classifier and not scored in this time: the classifier is stuck."""
+DETECTOR_LOAD_SECONDS = 300.0
+"""Loading the detector (importing PyTorch takes tens of seconds on a Pi) is start-up, not a
+stall; loading for longer than this is a fault: the watchdog stops getting its ping."""
+EXTEND_EVERY_SECONDS = 10.0
+EXTEND_BY_SECONDS = 60.0
+"""While the detector loads before READY, systemd's start timeout is pushed out this far,
+this often."""
+TELL_AFTER_LOAD_FAILURES = 3
+"""Failed loads in a row that may pass (out of memory ...) before the owner is told: one
+retry that works is not news."""
+CLOCK_STEP_SECONDS = 60.0
+"""A jump of the wall clock against the monotonic one larger than this is logged."""
 _CHUNK_NAME = re.compile(r"^(\d{8}-\d{6})_(\d{10})\.wav$")
 
 
@@ -71,6 +83,7 @@ class _Child:
         return self.proc is not None and not self.proc.is_alive()
 
     def schedule_restart(self) -> float:
+        """Plan the next start; returns the delay."""
         # A child that ran a while before dying starts over at a short delay; a crash loop
         # backs off to a minute so it neither spins the CPU nor floods the log.
         if time.monotonic() - self.started_at > 60:
@@ -79,6 +92,18 @@ class _Child:
         delay = min(0.5 * 2 ** (self.failures - 1), 60.0)
         self.restart_at = time.monotonic() + delay
         return delay
+
+
+def detector_fatal_text(reason: str) -> str:
+    """The owner's message when the detector cannot load and beepnet stops (exit 78)."""
+    return (f"beepnet stopped: cannot load the detector: {reason}. Fix the model file or "
+            "detector.* in the config, then start beepnet again.")
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 class Supervisor:
@@ -103,6 +128,15 @@ class Supervisor:
         self._signal: int | None = None
         self._source_done = False
         self._detector: DetectorReady | None = None
+        self._clf_ready = False
+        """The current classifier has loaded its detector: only then is it handed chunks."""
+        self._load_failure: DetectorFailed | None = None
+        self._load_failures = 0
+        """Failed loads in a row that may pass; the owner is told once (_load_trouble)."""
+        self._load_trouble = False
+        self._load_hung_said = False
+        self._next_extend = 0.0
+        self._clock_offset = time.time() - time.monotonic()
         self._started: Started | None = None
         self._announced = False
         self._mic_lost = False
@@ -177,6 +211,7 @@ class Supervisor:
                   self.clf_stop, self.cfg.log.level, self.secrets))
         self._spawn(c.proc)
         c.started_at, c.restart_at = time.monotonic(), None
+        self._clf_ready, self._load_failure, self._load_hung_said = False, None, False
         # Whatever the dead one had taken is still on disk: send it again, oldest first.
         self.pending.extendleft(reversed(self.in_flight))
         self.in_flight.clear()
@@ -189,9 +224,11 @@ class Supervisor:
         self._drain_results()
         self._feed()
         self._check_children()
-        text = self.watch.check(time.time())
+        self._check_clock()
+        text = self.watch.check(time.monotonic())
         if text:
             self.notifier.message("timeout", text)
+        self._check_loading()
         self.systemd.watchdog(self.healthy())
         if time.monotonic() >= self._next_prune:
             self.prune()
@@ -218,11 +255,58 @@ class Supervisor:
         """Audio is flowing (or a lost microphone is being reopened) and the classifier keeps
         up. Only then does systemd's watchdog get its ping."""
         now = time.monotonic()
-        recorder_ok = self.recorder.alive() and (
-            self._mic_lost or (self.last_heartbeat is not None
-                               and now - self.last_heartbeat < AUDIO_STALL_SECONDS))
+        return self._recorder_ok(now) and self._classifier_ok(now)
+
+    def _recorder_ok(self, now: float) -> bool:
+        if not self.recorder.alive():
+            return False
+        # A recorder that has just been started is still opening its input: not a stall.
+        last = max(self.last_heartbeat or 0.0, self.recorder.started_at)
+        return self._mic_lost or now - last < AUDIO_STALL_SECONDS
+
+    def _classifier_ok(self, now: float) -> bool:
+        if self._loading_too_long(now):
+            return False
+        # Only chunks handed to a classifier with its detector loaded are timed (see _feed):
+        # loading it, at start or after a restart, is not a stall.
         oldest = min(self._handed_at.values(), default=now)
-        return recorder_ok and now - oldest < CLASSIFIER_STALL_SECONDS
+        return now - oldest < CLASSIFIER_STALL_SECONDS
+
+    def _loading_too_long(self, now: float) -> bool:
+        c = self.classifier
+        return c.alive() and not self._clf_ready and now - c.started_at > DETECTOR_LOAD_SECONDS
+
+    def _check_loading(self) -> None:
+        """Before READY, keep systemd's start timeout away while the detector loads (or a
+        failed load is retried); say once when a load takes so long it must be hung."""
+        now = time.monotonic()
+        if self._loading_too_long(now):
+            if not self._load_hung_said:
+                self._load_hung_said = True
+                log.error("the detector has been loading for more than %.0f min: counting "
+                          "the classifier as hung", DETECTOR_LOAD_SECONDS / 60)
+            return
+        if self._announced or now < self._next_extend:
+            return
+        c = self.classifier
+        if c.alive() and not self._clf_ready:
+            status = "loading the detector"
+        elif c.restart_at is not None and self._load_failure is not None:
+            status = f"the detector did not load ({self._load_failure.reason}); trying again"
+        else:
+            return
+        self._next_extend = now + EXTEND_EVERY_SECONDS
+        self.systemd.still_starting(status, EXTEND_BY_SECONDS)
+
+    def _check_clock(self) -> None:
+        """Log a step of the wall clock (NTP setting a Pi's clock after boot). Nothing else
+        needs doing: chunk and alert times are read off the wall clock as they happen, and
+        durations, timeouts and cooldowns run on the monotonic clock."""
+        offset = time.time() - time.monotonic()
+        step, self._clock_offset = offset - self._clock_offset, offset
+        if abs(step) > CLOCK_STEP_SECONDS:
+            log.warning("the wall clock was set %s by %s; alert times follow it",
+                        "forward" if step > 0 else "back", _span(abs(step)))
 
     def _drain_recorder(self, timeout: float) -> None:
         try:
@@ -242,7 +326,7 @@ class Supervisor:
             self._bound_backlog()
         elif isinstance(msg, Heartbeat):
             self.last_heartbeat = time.monotonic()
-            self.watch.heard(time.time(), msg.level_dbfs)
+            self.watch.heard(self.last_heartbeat, msg.level_dbfs)
             self.status.on_heartbeat(msg.level_dbfs)
             self.stats.samples = msg.samples
             self._check_disk(msg)
@@ -258,8 +342,9 @@ class Supervisor:
                 self._mic_lost = False
                 self.notifier.message("mic", f"microphone back: {msg.device}")
             if self._started is None:
-                self.watch.open(time.time())
-                self.systemd.ready(f"listening on {msg.device}")
+                self.watch.open(time.monotonic())
+                if not self._detector:
+                    self.systemd.status(f"capturing from {msg.device}; loading the detector")
             self._started = msg
             self._announce()
         elif isinstance(msg, SourceFailed):
@@ -297,10 +382,12 @@ class Supervisor:
             log.debug("input still unavailable: %s", msg.reason)
 
     def _announce(self) -> None:
-        """Say "listening" once, when audio is flowing and the detector is loaded."""
+        """Say "listening" once, when audio is flowing and the detector is loaded: only now
+        is the service ready (systemd's READY=1)."""
         if self._announced or not (self._started and self._detector):
             return
         self._announced = True
+        self.systemd.ready(f"listening on {self._started.device}")
         self.notifier.message(
             "start", f"listening on {self._started.device}; detector "
             f"{self._detector.description}, threshold {self._detector.threshold:.2f}")
@@ -321,7 +408,9 @@ class Supervisor:
                             "(backlog limit %d)", self.stats.chunks_dropped, limit)
 
     def _feed(self) -> None:
-        if not self.classifier.alive():
+        # A classifier still loading its detector waits for nothing: the chunks wait here,
+        # where the backlog is bounded and its stall timer has not started.
+        if not (self.classifier.alive() and self._clf_ready):
             return
         while self.pending and len(self.in_flight) < IN_FLIGHT:
             chunk = self.pending.popleft()
@@ -339,14 +428,24 @@ class Supervisor:
                 self._on_scored(msg)
             elif isinstance(msg, Detection):
                 self.stats.detections += 1
-                alerted = self.notifier.alert(msg, self.watch.running_for(msg.time))
-                self.status.on_detection(msg.time, msg.score, alerted, msg.clip_path)
+                alerted = self.notifier.alert(msg, self.watch.running_for(msg.mono))
+                self.status.on_detection(msg.time, msg.score, alerted, msg.clip_path,
+                                         self.notifier.delivery_of(msg) if alerted else None)
                 self.watch.beeped()
                 self._next_prune = 0.0  # a new clip: check the limits now
             elif isinstance(msg, DetectorReady):
-                self._detector = msg
-                self.status.on_detector(msg.description, msg.threshold)
-                self._announce()
+                self._on_detector_ready(msg)
+            elif isinstance(msg, DetectorFailed):
+                self._load_failure = msg
+
+    def _on_detector_ready(self, msg: DetectorReady) -> None:
+        self._detector, self._clf_ready, self._load_failures = msg, True, 0
+        self.status.on_detector(msg.description, msg.threshold)
+        if self._load_trouble:
+            self._load_trouble = False
+            self.notifier.message("detector", f"the detector loaded after all: "
+                                  f"{msg.description}")
+        self._announce()
 
     def _on_scored(self, msg: Scored) -> None:
         self._handed_at.pop(msg.chunk.path, None)
@@ -376,22 +475,43 @@ class Supervisor:
             code = c.proc.exitcode
             if c is self.recorder and (self._source_done or self.exit_status):
                 continue  # a replay that ended, or a file that failed: not a crash
-            if c is self.classifier and code == EXIT_DETECTOR:
-                log.error("the detector cannot be loaded; stopping (fix detector.* in the "
-                          "config)")
-                self.exit_status = EXIT_DETECTOR
-                return
             # The dead one's queues go with it; take what it managed to send first.
             if c is self.classifier:
                 self._drain_results()
             else:
                 self._drain_recorder(0.0)
+            if c is self.classifier and code in (EXIT_DETECTOR, EXIT_DETECTOR_RETRY):
+                self._on_load_failed(code)
+                if self.exit_status:
+                    return
+                continue
             delay = c.schedule_restart()
             text = f"{c.name} process died (exit status {code}); restarting in {delay:.1f} s"
             if c.failures == 1:
                 self.notifier.message(c.name, text)
             else:
                 log.error("%s (failure %d in a row)", text, c.failures)
+
+    def _on_load_failed(self, code: int) -> None:
+        """The classifier could not load its detector: stop for good (and say why) when that
+        cannot change by itself, else try again, backing off, and say so once."""
+        failed = self._load_failure or DetectorFailed(
+            f"the classifier exited with status {code}", code == EXIT_DETECTOR)
+        if code == EXIT_DETECTOR:
+            # The classifier has logged the error; this is the owner's (and the log's) word
+            # on what follows.
+            self.notifier.message("detector", detector_fatal_text(failed.reason))
+            self.exit_status = EXIT_DETECTOR
+            return
+        delay = self.classifier.schedule_restart()
+        self._load_failures += 1
+        log.info("loading the detector again in %.1f s", delay)
+        if self._load_failures >= TELL_AFTER_LOAD_FAILURES and not self._load_trouble:
+            self._load_trouble = True
+            self.notifier.message(
+                "detector", f"cannot load the detector ({failed.reason}), "
+                f"{self._load_failures} times in a row; trying again, less and less often "
+                "(at least once a minute). No beep is heard until it loads.")
 
     # -- shutdown --------------------------------------------------------------------------
 
@@ -450,8 +570,10 @@ class Supervisor:
                 continue
             t0 = time.mktime(time.strptime(m.group(1), "%Y%m%d-%H%M%S"))
             start = int(m.group(2))
-            self.pending.append(Chunk(str(p), start, t0 + start / SAMPLE_RATE,
-                                      self.cfg.audio.chunk_seconds, 0.0))
+            wall = t0 + start / SAMPLE_RATE
+            mono = time.monotonic() - (time.time() - wall)
+            self.pending.append(Chunk(str(p), start, wall, self.cfg.audio.chunk_seconds, 0.0,
+                                      start_mono=mono))
         if self.pending:
             log.info("classifying %d chunk(s) left from a previous run", len(self.pending))
         self._bound_backlog()

@@ -1,0 +1,158 @@
+"""Setting the clock under a running daemon (NTP after a Pi boots without a real-time clock):
+alert times follow the wall clock, durations and timeouts do not jump.
+
+A real `beepnet run` replays a recording at real speed under libfaketime, whose offset the
+test steps (+3 days, then -1 h) while the daemon's monotonic clock stays true.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from beepnet.testing.fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
+from procs import wait_for
+from signals import SR, convert, washer_with_beeps
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+DAY = 86400.0
+
+# Stream seconds. A beep, then quiet long enough (watch.idle_minutes = 0.05) that the
+# sound after it opens a new watch (timeout 0.1 min = 6 s), during which the clock jumps
+# forward; a beep after the watch's real timeout; the clock jumps back; a last beep.
+BEEP_A, QUIET, SOUND_AGAIN, STEP_FORWARD, BEEP_B, STEP_BACK, BEEP_C, END = \
+    2.0, 5.0, 9.0, 10.5, 18.0, 23.0, 26.0, 29.0
+WATCH_TIMEOUT = 6.0
+
+# libfaketime 0.9.10 with DONT_FAKE_MONOTONIC hands the kernel a negative time for
+# clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME), which time.sleep uses since Python 3.11:
+# every sleep fails with EINVAL (wolfcw/libfaketime#426). Under it, sleep through select's
+# relative timeout instead; nothing else changes.
+SLEEP_FIX = """
+import select, time
+
+def _sleep(seconds):
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    select.select([], [], [], seconds)
+
+time.sleep = _sleep
+"""
+
+
+def faked_clock_env(env: dict, tmp_path: Path, offset_file: Path) -> dict:
+    """``env`` for a process whose wall clock is ours plus what ``offset_file`` says."""
+    if not LIBFAKETIME.exists():
+        pytest.fail(f"{LIBFAKETIME} missing (Debian package libfaketime): run `make test`")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLEEP_FIX)
+    return dict(env, LD_PRELOAD=str(LIBFAKETIME), FAKETIME_TIMESTAMP_FILE=str(offset_file),
+                FAKETIME_NO_CACHE="1", DONT_FAKE_MONOTONIC="1", PYTHONPATH=str(site))
+
+
+def recording(path: Path) -> Path:
+    x = washer_with_beeps([(BEEP_A, 0.6, 3000.0), (BEEP_B, 0.6, 2600.0),
+                           (BEEP_C, 0.6, 3400.0)], END, seed=21)
+    x[int(QUIET * SR): int(SOUND_AGAIN * SR)] = 0.0
+    return convert(np.asarray(x, np.float32), path)
+
+
+def stamp_of(clip: str) -> float:
+    m = re.match(r"(\d{8}-\d{6})-", Path(clip).name)
+    assert m, clip
+    return time.mktime(time.strptime(m.group(1), "%Y%m%d-%H%M%S"))
+
+
+def seconds_of_day(hms: str) -> int:
+    h, m, s = map(int, hms.split(":"))
+    return h * 3600 + m * 60 + s
+
+
+def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
+    offset_file = tmp_path / "faketime"
+    offset_file.write_text("+0\n")
+    env = faked_clock_env(env, tmp_path, offset_file)
+    env.update(BEEPNET_TELEGRAM_TOKEN=DEFAULT_TOKEN, BEEPNET_TELEGRAM_CHAT_ID=str(DEFAULT_CHAT_ID))
+    src = recording(tmp_path / "cycle.wav")
+    storage = tmp_path / "s"
+    alerts = storage / "alerts"
+
+    def records() -> list[dict]:
+        found = [json.loads(p.read_text()) for p in alerts.glob("*.json")]
+        return sorted(found, key=lambda r: r["offset"])
+
+    with FakeTelegram(token=DEFAULT_TOKEN, chats={DEFAULT_CHAT_ID}) as tg:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "beepnet", "run", "--source", str(src),
+             "--set", f"storage.dir={storage}", "--set", f"telegram.api_url={tg.url}",
+             "--set", "notify.retry_initial_seconds=0.1", "--set", "notify.cooldown_minutes=0",
+             "--set", f"watch.timeout_minutes={WATCH_TIMEOUT / 60}",
+             "--set", "watch.idle_minutes=0.05"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert wait_for(lambda: records() or p.poll() is not None, 30), "no first alert"
+            assert p.poll() is None, p.communicate()[1]
+            # Before any step the daemon's wall clock is ours: the first beep dates the
+            # stream's start, in our wall and monotonic time.
+            t0 = records()[0]["epoch"] - BEEP_A
+            assert time.time() - 15 < t0 < time.time(), (t0, time.time())
+            mono_t0 = time.monotonic() - (time.time() - t0)
+
+            def step_at(stream_s: float, offset: str) -> float:
+                time.sleep(max(0.0, t0 + stream_s - time.time()))
+                offset_file.write_text(offset + "\n")
+                return time.monotonic() - mono_t0
+
+            forward_at = step_at(STEP_FORWARD, "+3d")
+            back_at = step_at(STEP_BACK, "-1h")
+            assert forward_at < BEEP_B - 3 and back_at < BEEP_C - 1, (forward_at, back_at)
+            _, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        assert p.returncode == 0, err
+        assert "Traceback" not in err
+        tg.wait_for("sendAudio", 3, timeout=10)
+        requests = [r for r in tg.requests() if r.status == 200]
+
+    # What a person reads is the (stepped) wall clock's time of each beep.
+    expected = [t0 + BEEP_A, t0 + BEEP_B + 3 * DAY, t0 + BEEP_C - 3600]
+    got = records()
+    assert len(got) == 3, got
+    for rec, want in zip(got, expected):
+        assert abs(rec["epoch"] - want) < 2.0, (rec, want - rec["epoch"])
+        assert abs(stamp_of(rec["clip"]) - want) < 3.0, (rec["clip"], want)
+        assert rec["time"] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec["epoch"]))
+    captions = [r.fields["caption"] for r in requests if r.method.lower() == "sendaudio"]
+    assert len(captions) == 3, captions
+    for caption, want in zip(captions, expected):
+        m = re.match(r"Beep at (\d\d:\d\d:\d\d) ", caption)
+        assert m, caption
+        said = seconds_of_day(m.group(1))
+        real = seconds_of_day(time.strftime("%H:%M:%S", time.localtime(want)))
+        assert min(abs(said - real), DAY - abs(said - real)) <= 3, (caption, want)
+
+    # The watch runs on the monotonic clock: no "no beep yet" at the step (a watch opened
+    # "3 days ago"), but one after its real timeout. (A slow start may let the first watch
+    # time out before the first beep: only what follows the step counts.)
+    timeouts = [(r.time - mono_t0, r.fields.get("text", "")) for r in requests
+                if r.fields.get("text", "").startswith("No beep yet")]
+    after_step = [(t, text) for t, text in timeouts if t >= forward_at]
+    assert len(after_step) == 1, (timeouts, forward_at)
+    fired_at, text = after_step[0]
+    assert SOUND_AGAIN + WATCH_TIMEOUT - 1.5 <= fired_at <= SOUND_AGAIN + WATCH_TIMEOUT + 4, \
+        (fired_at, text)
+    assert text.startswith("No beep yet: listening for 0 min"), text
+    # One line for each step, and nothing else to say about them.
+    steps = [line for line in err.splitlines() if "wall clock was set" in line]
+    assert len(steps) == 2, err
+    assert "set forward by 3.0 days" in steps[0] and "set back by 3.0 days" in steps[1], steps
