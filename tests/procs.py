@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from beepnet.testing.procs import alive, children, comm
 
-__all__ = ["alive", "beepnet_children", "children", "comm", "run_beepnet", "wait_for"]
+__all__ = ["LogReader", "alive", "beepnet_children", "children", "comm", "run_beepnet",
+           "wait_for"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,3 +45,26 @@ def beepnet_children(pid: int, timeout: float = 20.0) -> dict[str, int]:
     assert wait_for(both, timeout), f"children of {pid}: {found}"
     return found
 
+
+class LogReader:
+    """Collects a process's stderr lines in the background (a full pipe would block the
+    process), so a test can wait for a line while it runs."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self._t = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self._t.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        return wait_for(lambda: any(text in ln for ln in self.lines), timeout)
+
+    def join(self, timeout: float = 5.0) -> None:
+        self._t.join(timeout)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)

@@ -29,8 +29,9 @@ downloads use ``base_file_url + token + "/" + file_path``, i.e.
 Scripted failures (see :meth:`FakeTelegram.fail_next` and friends) are queued
 and consumed one per request, in order, by the first request whose method
 matches (``method=None`` matches any request).  A long outage
-(:meth:`FakeTelegram.fail_always`) takes precedence over the queue and does
-not consume it; :meth:`FakeTelegram.recover` ends the outage and discards
+(:meth:`FakeTelegram.fail_always`: errors or garbage, :meth:`~FakeTelegram.drop_always`:
+hang-ups, :meth:`~FakeTelegram.stall_always`: no answer at all) takes precedence over
+the queue and does not consume it; :meth:`FakeTelegram.recover` ends the outage and discards
 whatever is still queued.
 """
 
@@ -127,6 +128,8 @@ class _Script:
     body: bytes | None = None        # raw body instead of the JSON error (e.g. nginx HTML)
     seconds: float = 0.0
     reset: bool = False
+    release: threading.Event | None = None  # "stall": set when the stall ends
+
 
     def matches(self, method: str | None) -> bool:
         return self.method is None or (method or "").lower() == self.method
@@ -355,6 +358,13 @@ class _Handler(BaseHTTPRequestHandler):
         fake._record(req)
         script = fake._take_script(req.method)
 
+        if script is not None and script.action == "stall":
+            # A hung server: no answer until the stall ends, then a hang-up, so nothing a
+            # stalled request asked for has taken effect.
+            while not (script.release.is_set() or self.server.stopping.is_set()):
+                script.release.wait(0.1)
+            self._drop(req)
+            return
         if script is not None and script.action == "delay":
             # Sleep, but wake up (and answer nothing) if the server is stopped meanwhile.
             self.server.stopping.wait(script.seconds)
@@ -631,15 +641,41 @@ class FakeTelegram:
         self._push(_Script("delay", n, _lower(method), seconds=seconds))
 
     def fail_always(self, status: int = 500, *, retry_after: int | None = None,
-                    description: str | None = None, method: str | None = None) -> None:
-        """Start an outage: every (matching) request fails until :meth:`recover`."""
+                    description: str | None = None, method: str | None = None,
+                    body: bytes | None = None) -> None:
+        """Start an outage: every (matching) request fails until :meth:`recover`.
+        With `body`, the reply is those raw bytes (text/html) with `status`: e.g. status 200
+        and an HTML page, as a captive portal or a misconfigured proxy answers."""
+        self._start_outage(_Script("fail", math.inf, _lower(method), status=status,
+                                   retry_after=retry_after, description=description,
+                                   body=body))
+
+    def drop_always(self, *, reset: bool = False, method: str | None = None) -> None:
+        """Start an outage in which every (matching) request is read, recorded and its
+        connection closed unanswered (with `reset`, by a TCP RST), until :meth:`recover`."""
+        self._start_outage(_Script("drop", math.inf, _lower(method), reset=reset))
+
+    def stall_always(self, *, method: str | None = None) -> None:
+        """Start a stall: every (matching) request is read and recorded, then gets no answer
+        at all until :meth:`recover` (or :meth:`stop`), when its connection is closed
+        unanswered and the request has had no effect."""
+        self._start_outage(_Script("stall", math.inf, _lower(method),
+                                   release=threading.Event()))
+
+    def _start_outage(self, script: _Script) -> None:
         with self._cond:
-            self._outage = _Script("fail", math.inf, _lower(method), status=status,
-                                   retry_after=retry_after, description=description)
+            self._release_stall()
+            self._outage = script
+
+    def _release_stall(self) -> None:
+        if self._outage is not None and self._outage.release is not None:
+            self._outage.release.set()
 
     def recover(self) -> None:
-        """End an outage and discard any scripted behaviour still queued."""
+        """End an outage (stalled requests are then hung up on) and discard any scripted
+        behaviour still queued."""
         with self._cond:
+            self._release_stall()
             self._outage = None
             self._scripts.clear()
 

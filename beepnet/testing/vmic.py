@@ -57,6 +57,9 @@ _STRIPPED_VARS = ("ALSA_CONFIG_PATH", "PULSE_SINK", "PULSE_SOURCE", "PULSE_COOKI
 # Unix socket paths are limited to 108 bytes (sun_path); keep a margin.
 _MAX_SOCKET_PATH = 100
 
+# ALSA's default PCM and mixer go to PulseAudio (see _write_config).
+_ASOUNDRC = "# written by beepnet.testing.vmic\npcm.!default { type pulse }\nctl.!default { type pulse }\n"
+
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
 
@@ -200,9 +203,7 @@ class VirtualMic:
 
         # ALSA's default PCM and mixer go to PulseAudio (the server comes from
         # PULSE_SERVER).  Loaded after /etc/asound.conf, so "!" overrides it.
-        (self.home / ".asoundrc").write_text(
-            "# written by beepnet.testing.vmic\npcm.!default { type pulse }\nctl.!default { type pulse }\n"
-        )
+        (self.home / ".asoundrc").write_text(_ASOUNDRC)
         # Never autospawn a daemon with the system configuration.
         self.client_conf.write_text("autospawn = no\n")
         # Daemon configuration (replaces /etc/pulse/daemon.conf via PULSE_CONFIG).
@@ -231,6 +232,18 @@ class VirtualMic:
                 ]
             )
         )
+
+    def name_devices(self, *names: str) -> None:
+        """Route ALSA PCMs with these names to the microphone, besides "default".
+
+        PortAudio lists ALSA's PCMs in the order .asoundrc defines them, so names put before
+        one move its device index: ``name_devices("vmicdev")``, later
+        ``name_devices("other", "vmicdev")``, and a recorder opening "vmicdev" finds it at
+        another index (a USB microphone replugged after another device appeared). Processes
+        see the change when they initialise PortAudio again.
+        """
+        lines = [f"pcm.{name} {{ type pulse }}" for name in names]
+        (self.home / ".asoundrc").write_text(_ASOUNDRC + "".join(line + "\n" for line in lines))
 
     # -- lifecycle -------------------------------------------------------
 
