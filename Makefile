@@ -36,8 +36,11 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/beepnet run --source data/demo/washer-cycle.ogg --speed 20 \
 		--set storage.dir="$(DEMO_DIR)"
 
+# Two workers (pytest-xdist): most tests wait on real time (a replay, a microphone, a
+# retry), and none shares a device or a port with another, so two run side by side.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q -ra --durations=15
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --durations=15
 
 # Quality, speed, training on a user's set and the live daemon (on the virtual microphone
 # the tests use, hence their dependencies), each beside its target; about 9 minutes on 2

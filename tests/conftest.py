@@ -8,6 +8,12 @@ from beepnet.testing import vmic as _vmic
 from skipgate import (pytest_runtest_logreport, pytest_sessionfinish,  # noqa: F401
                       pytest_terminal_summary)
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist's workers get COLUMNS=80 and LINES=24: every program a test starts would
+    # inherit them, and a terminal UI in tmux would draw for that size, not its own.
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
+
 
 @pytest.fixture
 def vmic():

@@ -8,6 +8,7 @@ test steps (+3 days, then -1 h) while the daemon's monotonic clock stays true.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -108,7 +109,11 @@ def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
 
             def step_at(stream_s: float, offset: str) -> float:
                 time.sleep(max(0.0, t0 + stream_s - time.time()))
-                offset_file.write_text(offset + "\n")
+                # Atomically: libfaketime re-reads the file at every clock read, and a
+                # half-written one reads as no offset at all (a step back and forth).
+                tmp = offset_file.with_suffix(".new")
+                tmp.write_text(offset + "\n")
+                os.replace(tmp, offset_file)
                 return time.monotonic() - mono_t0
 
             forward_at = step_at(STEP_FORWARD, "+3d")

@@ -471,7 +471,9 @@ def test_a_real_notifier_under_stepped_wall_clock(tg, tmp_path):
             p.stdin.flush()
             assert p.stdout.readline() == "queued\n"
             assert wait_for(lambda: len(tg.requests("sendMessage")) >= 2, 10)
-            stamp.write_text(step)
+            # Atomically: libfaketime re-reads the file at every clock read.
+            stamp.with_suffix(".new").write_text(step)
+            os.replace(stamp.with_suffix(".new"), stamp)
             time.sleep(1.5)  # retries, and expiry checks, on the stepped clock
             tg.recover()
             wait_text(tg, "Beep at")
