@@ -210,6 +210,24 @@ def test_an_outage_is_told_on_the_next_message_that_gets_through(tg, tmp_path, m
         n.close(5)
 
 
+def test_a_page_that_is_not_json_is_an_outage_not_a_refusal(tg, tmp_path):
+    """A captive portal or a proxy answering HTML (status 200 or 502): the alert waits and
+    goes out once the Bot API answers again; it is not set aside as refused."""
+    n = make_notifier(tmp_path, tg)
+    n.start()
+    try:
+        for status in (200, 502):
+            tg.fail_always(status, body=b"<html><body>Please log in</body></html>")
+            n.message("mic", f"microphone lost {status}")
+            assert wait_for(lambda: len(tg.requests("sendMessage")) >= 3, 10)
+            tg.recover()
+            wait_text(tg, f"microphone lost {status}")
+            tg.clear()
+        assert not (tmp_path / "outbox" / "rejected").exists()
+    finally:
+        n.close(5)
+
+
 def test_a_fault_in_the_delivery_thread_is_logged_once_and_outlived(tg, tmp_path,
                                                                     monkeypatch, caplog):
     import errno

@@ -48,12 +48,14 @@ class _BotApiRequest(HTTPXRequest):
 
     @staticmethod
     def parse_json_payload(payload: bytes) -> dict:
-        # PTB's own logs a traceback for every HTML error page a proxy sends; the error it
-        # raises after that says enough.
+        # PTB's own logs a traceback for every HTML error page a proxy sends, then raises a
+        # plain TelegramError, which is never retried. A page that is not JSON comes from
+        # something between us and Telegram (a proxy, a captive portal, a server restarting):
+        # an outage to wait out, like a dropped connection.
         try:
             return json.loads(payload.decode("utf-8", "replace"))
         except ValueError as exc:
-            raise TelegramError("Invalid server response") from exc
+            raise NetworkError("Invalid server response (not JSON)") from exc
 
     async def do_request(self, *args, **kwargs) -> tuple[int, bytes]:
         code, payload = await super().do_request(*args, **kwargs)
