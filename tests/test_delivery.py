@@ -228,6 +228,24 @@ def test_a_page_that_is_not_json_is_an_outage_not_a_refusal(tg, tmp_path):
         n.close(5)
 
 
+def test_an_outage_counts_from_the_start_of_the_attempt_that_hung(tg, tmp_path, monkeypatch):
+    """A stalled server fails a request only when it hangs up (or the read times out): the
+    outage began when that request was sent, and its whole length is told."""
+    monkeypatch.setattr(notifier_mod, "OUTAGE_NOTE_SECONDS", 1.5)
+    n = make_notifier(tmp_path, tg)
+    n.start()
+    try:
+        tg.stall_always()
+        n.message("mic", "microphone lost")
+        assert wait_for(lambda: len(tg.requests("sendMessage")) >= 1, 10)
+        time.sleep(2.0)
+        tg.recover()  # the stalled request is hung up on; the retry goes through
+        text = wait_text(tg, "microphone lost")
+        assert text.startswith("Could not send to Telegram from "), text
+    finally:
+        n.close(5)
+
+
 def test_a_fault_in_the_delivery_thread_is_logged_once_and_outlived(tg, tmp_path,
                                                                     monkeypatch, caplog):
     import errno

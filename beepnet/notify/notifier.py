@@ -254,8 +254,9 @@ class _Delivery:
         self._fault: str | None = None
         self._fault_backoff = 0.0
         self._down: tuple[float, str] | None = None
-        self._again = False
         """Since when (monotonic) nothing could be delivered, and the latest reason."""
+        self._attempt_began: float | None = None
+        self._again = False
 
     # -- called from the supervisor's thread ------------------------------------------------
 
@@ -430,7 +431,9 @@ class _Delivery:
             tracked.state = state
 
     def _note_down(self, reason: str) -> None:
-        since = self._down[0] if self._down else time.monotonic()
+        # An outage began when the first attempt that failed began: a stalled server takes
+        # the whole read timeout to fail, and that time was already lost.
+        since = self._down[0] if self._down else (self._attempt_began or time.monotonic())
         self._down = (since, reason)
 
     def _outage_note(self) -> str:
@@ -491,6 +494,7 @@ class _Delivery:
                         item.attempts += 1
                     outage = self._outage_note()
                     text = outage + late_note(self.outbox.age(item)) + item.text
+                    self._attempt_began = time.monotonic()
                     await deliver(bot, self.tg.chat_id, text, audio, item.title)
         except TelegramError as exc:
             return self._refused(exc, item, saved)
@@ -504,7 +508,7 @@ class _Delivery:
             self.outbox.remove(item)
         self._set_state(item, SENT if saved else UNSAVED_SENT, final=True)
         self.refusal = None
-        self._down = None
+        self._down = self._attempt_began = None
         if outage:
             log.info("told the owner: %s", outage.strip())
         log.info("sent %s to Telegram", item.kind)
