@@ -232,50 +232,43 @@ class OutboxFull(OutboxMount):
         sh("mount", "-o", "remount,size=4m", str(self.outbox))
 
 
-class TelegramGarbage(Scenario):
-    name = "telegram-garbage"
+class TelegramOutage(Scenario):
+    """The Bot API server misbehaves (how: ``begin``) until the fault ends."""
+
     told = "telegram"
+
+    def end(self) -> None:
+        self.tg.recover()
+
+
+class TelegramGarbage(TelegramOutage):
+    name = "telegram-garbage"
 
     def begin(self) -> None:
         self.tg.fail_always(200, body=HTML)   # a captive portal: 200 and an HTML page
 
-    def end(self) -> None:
-        self.tg.recover()
 
-
-class TelegramHangsUp(Scenario):
+class TelegramHangsUp(TelegramOutage):
     name = "telegram-hangs-up"
-    told = "telegram"
 
     def begin(self) -> None:
         self.tg.drop_always()
 
-    def end(self) -> None:
-        self.tg.recover()
 
-
-class TelegramResets(Scenario):
+class TelegramResets(TelegramOutage):
     name = "telegram-resets"
-    told = "telegram"
 
     def begin(self) -> None:
         self.tg.drop_always(reset=True)
 
-    def end(self) -> None:
-        self.tg.recover()
 
-
-class TelegramStalls(Scenario):
+class TelegramStalls(TelegramOutage):
     """Requests get no answer at all for the whole fault (longer than the client's timeout)."""
 
     name = "telegram-stalls"
-    told = "telegram"
 
     def begin(self) -> None:
         self.tg.stall_always()
-
-    def end(self) -> None:
-        self.tg.recover()
 
 
 class ClockSteps(Scenario):

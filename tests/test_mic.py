@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -17,30 +16,10 @@ import pytest
 import soundfile as sf
 
 from beepnet.training import synth
-from procs import wait_for
+from procs import LogReader, wait_for
 
 pytestmark = pytest.mark.mic
 SR = 16000
-
-
-class LogReader:
-    """Collects a process's stderr lines in the background so the test can wait for one."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.lines: list[str] = []
-        self._t = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
-        self._t.start()
-
-    def _read(self, stream) -> None:
-        for line in stream:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float) -> bool:
-        return wait_for(lambda: any(text in ln for ln in self.lines), timeout)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
 
 
 def beepnet(args: list[str], env: dict) -> tuple[subprocess.Popen, LogReader]:
