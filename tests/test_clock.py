@@ -8,7 +8,6 @@ test steps (+3 days, then -1 h) while the daemon's monotonic clock stays true.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,13 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from beepnet.testing.fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
+from faketime import SteppedClock
 from procs import wait_for
 from signals import SR, convert, washer_with_beeps
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 DAY = 86400.0
 
 # Stream seconds. A beep, then quiet long enough (watch.idle_minutes = 0.05) that the
@@ -31,33 +29,6 @@ DAY = 86400.0
 BEEP_A, QUIET, SOUND_AGAIN, STEP_FORWARD, BEEP_B, STEP_BACK, BEEP_C, END = \
     2.0, 5.0, 9.0, 10.5, 18.0, 23.0, 26.0, 29.0
 WATCH_TIMEOUT = 6.0
-
-# libfaketime 0.9.10 with DONT_FAKE_MONOTONIC hands the kernel a negative time for
-# clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME), which time.sleep uses since Python 3.11:
-# every sleep fails with EINVAL (wolfcw/libfaketime#426). Under it, sleep through select's
-# relative timeout instead; nothing else changes.
-SLEEP_FIX = """
-import select, time
-
-def _sleep(seconds):
-    if seconds < 0:
-        raise ValueError("sleep length must be non-negative")
-    select.select([], [], [], seconds)
-
-time.sleep = _sleep
-"""
-
-
-def faked_clock_env(env: dict, tmp_path: Path, offset_file: Path) -> dict:
-    """``env`` for a process whose wall clock is ours plus what ``offset_file`` says."""
-    if not LIBFAKETIME.exists():
-        pytest.fail(f"{LIBFAKETIME} missing (Debian package libfaketime): run `make test`")
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SLEEP_FIX)
-    return dict(env, LD_PRELOAD=str(LIBFAKETIME), FAKETIME_TIMESTAMP_FILE=str(offset_file),
-                FAKETIME_NO_CACHE="1", DONT_FAKE_MONOTONIC="1", PYTHONPATH=str(site))
-
 
 def recording(path: Path) -> Path:
     x = washer_with_beeps([(BEEP_A, 0.6, 3000.0), (BEEP_B, 0.6, 2600.0),
@@ -78,9 +49,8 @@ def seconds_of_day(hms: str) -> int:
 
 
 def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
-    offset_file = tmp_path / "faketime"
-    offset_file.write_text("+0\n")
-    env = faked_clock_env(env, tmp_path, offset_file)
+    clock = SteppedClock(tmp_path)
+    env = clock.env(env)
     env.update(BEEPNET_TELEGRAM_TOKEN=DEFAULT_TOKEN, BEEPNET_TELEGRAM_CHAT_ID=str(DEFAULT_CHAT_ID))
     src = recording(tmp_path / "cycle.wav")
     storage = tmp_path / "s"
@@ -109,11 +79,7 @@ def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
 
             def step_at(stream_s: float, offset: str) -> float:
                 time.sleep(max(0.0, t0 + stream_s - time.time()))
-                # Atomically: libfaketime re-reads the file at every clock read, and a
-                # half-written one reads as no offset at all (a step back and forth).
-                tmp = offset_file.with_suffix(".new")
-                tmp.write_text(offset + "\n")
-                os.replace(tmp, offset_file)
+                clock.set(offset)
                 return time.monotonic() - mono_t0
 
             forward_at = step_at(STEP_FORWARD, "+3d")

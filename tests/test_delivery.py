@@ -29,10 +29,10 @@ from beepnet.notify import notifier as notifier_mod
 from beepnet.notify.notifier import Notifier
 from beepnet.notify.outbox import Clock, Outbox
 from beepnet.testing.fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
+from faketime import SteppedClock
 from procs import wait_for
 from signals import SR, convert, washer_with_beeps
 
-FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 HOUR = 3600.0
 
 
@@ -491,10 +491,8 @@ n.close(5)
 def test_a_real_notifier_under_stepped_wall_clock(tg, tmp_path):
     """libfaketime steps the wall clock the notifier sees (+3 days, then back 1 h) while an
     alert waits out an outage: it is delivered once, not dropped, not "delayed" by days."""
-    stamp = tmp_path / "faketime"
-    stamp.write_text("+0")
-    env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=str(stamp),
-               FAKETIME_NO_CACHE="1", DONT_FAKE_MONOTONIC="1")
+    clock = SteppedClock(tmp_path)
+    env = clock.env(dict(os.environ))
     p = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), tg.url,
                           str(DEFAULT_CHAT_ID), DEFAULT_TOKEN], env=env, text=True,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -507,9 +505,7 @@ def test_a_real_notifier_under_stepped_wall_clock(tg, tmp_path):
             p.stdin.flush()
             assert p.stdout.readline() == "queued\n"
             assert wait_for(lambda: len(tg.requests("sendMessage")) >= 2, 10)
-            # Atomically: libfaketime re-reads the file at every clock read.
-            stamp.with_suffix(".new").write_text(step)
-            os.replace(stamp.with_suffix(".new"), stamp)
+            clock.set(step)
             time.sleep(1.5)  # retries, and expiry checks, on the stepped clock
             tg.recover()
             wait_text(tg, "Beep at")

@@ -30,6 +30,8 @@ import pytest
 from beepnet.testing import vmic as vmic_mod
 from beepnet.testing.fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
 from beepnet.training import synth
+import faketime
+from faketime import SteppedClock
 from procs import LogReader, alive, beepnet_children, children, comm, wait_for
 
 pytestmark = [pytest.mark.mic, pytest.mark.timeout(480)]   # the fixture runs it all
@@ -67,7 +69,6 @@ SETTLE_SECONDS = 6.0
 """Once everything arrived, this long for duplicates to show."""
 STARTUP_SECONDS = 90.0
 
-FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 HTML = (b"<html><head><title>Welcome</title></head><body><h1>Sign in to the hotel "
         b"Wi-Fi</h1></body></html>")
 
@@ -279,29 +280,19 @@ class ClockSteps(Scenario):
     offset = 3 * 86400 - 3600   # where the daemon's wall clock ends up: 71 h ahead
 
     def env(self) -> dict:
-        self.clock = self.storage / "faketime"
-        self.clock.write_text("+0\n")
-        self.env_used = dict(super().env(), LD_PRELOAD=FAKETIME_LIB,
-                             FAKETIME_TIMESTAMP_FILE=str(self.clock), FAKETIME_NO_CACHE="1",
-                             DONT_FAKE_MONOTONIC="1")
+        self.clock = SteppedClock(self.storage)
+        self.env_used = self.clock.env(super().env())
         return self.env_used
 
-    def _set(self, offset: str) -> None:
-        # Atomically: libfaketime re-reads the file at every clock read, and a half-written
-        # one reads as no offset (a step back and forth that is not part of the scenario).
-        new = self.clock.with_suffix(".new")
-        new.write_text(offset + "\n")
-        os.replace(new, self.clock)
-
     def step_forward(self) -> None:
-        self._set("+3d")
+        self.clock.set("+3d")
         seen = subprocess.run(["date", "+%s"], env=self.env_used, capture_output=True,
                               text=True, timeout=10).stdout
         if not seen.strip().isdigit() or int(seen) - time.time() < 2.9 * 86400:
             self.problems.append(f"libfaketime did not step the clock: date says {seen!r}")
 
     def step_back(self) -> None:
-        self._set(f"+{self.offset // 3600}h")
+        self.clock.set(f"+{self.offset // 3600}h")
 
 
 class KillDuringSend(Scenario):
@@ -410,8 +401,7 @@ def _mic_or_fail() -> None:
     reason = vmic_mod.available()
     if reason:
         pytest.fail(f"virtual microphone unavailable ({reason}): run `make test`")
-    if not os.path.exists(FAKETIME_LIB):
-        pytest.fail(f"{FAKETIME_LIB} missing (Debian package faketime): run `make test`")
+    faketime.library()  # fails the suite when it is missing
 
 
 def _in_threads(fns) -> None:
