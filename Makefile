@@ -29,7 +29,7 @@ TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-uti
 
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/beepnet-demo
 
-.PHONY: model demo test bench install install-train venv system-deps test-deps clean install-service uninstall-service
+.PHONY: model real-sounds model-deps demo test bench install install-train venv system-deps test-deps clean install-service uninstall-service
 
 demo: $(VENV)/.installed
 	rm -rf "$(DEMO_DIR)"
@@ -42,27 +42,53 @@ TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --durations=15
 
-# Quality, speed, training on a user's set and the live daemon (on the virtual microphone
-# the tests use, hence their dependencies), each beside its target; about 9 minutes on 2
-# idle cores. Never fails for a missed target. Writes bench/results/<UTC time>-<host>.json
-# and latest.md.
-bench: $(VENV)/.installed-test
-	$(PY) -m beepnet.bench --out bench/results
+# Real sounds first (recordings from Debian packages training never used: the figures the
+# README quotes first), then quality on generated streams, speed, training on a user's set
+# and the live daemon (on the virtual microphone the tests use, hence their dependencies),
+# each beside its target; about 11 minutes on 2 idle cores (plus the one-off fetch of the
+# real recordings, about a minute). Never fails for a missed target. Writes
+# bench/results/<UTC time>-<host>.json and latest.md.
+bench: $(VENV)/.installed-test real-sounds
+	$(PY) -m beepnet.bench --out bench/results --real "$(REAL_DIR)"
 
 install: $(VENV)/.installed
 
 # PyTorch and the rest of the [train] extra: training, evaluation, `beepnet model convert`.
 install-train: $(VENV)/.installed-train
 
-# The shipped BeepNet model: a seeded generated set, training, then a held-out comparison
-# with the tone detector on a set made with another seed and preset (models/README.md).
+# The shipped BeepNet model (models/README.md): the real recordings (Debian packages listed
+# in data/real-sounds.csv, checked by sha256; the note bank is rendered with fluidsynth), a
+# seeded set of generated and real clips, training, the threshold set on held-out real
+# negatives, then the held-out comparisons: generated clips, and real sounds from packages
+# training never saw (the bench's real-sound table).
 MODEL_BUILD ?= build/model
-model: $(VENV)/.installed-train
+REAL_DIR ?= build/real
+MODEL_DEBS := fluidsynth dpkg
+MODEL_OUT ?= models/beepnet-default.safetensors
+model: $(VENV)/.installed-train real-sounds
 	rm -rf "$(MODEL_BUILD)"
-	$(VENV)/bin/beepnet synth "$(MODEL_BUILD)/train" --n 6000 --seed 1
-	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --out models/beepnet-default.safetensors --epochs 30 --seed 0
-	$(PY) -m beepnet.training.heldout models/beepnet-default.safetensors --n 600 --seed 99 \
-		--data "$(MODEL_BUILD)/heldout" | tee "$(MODEL_BUILD)/heldout.md"
+	$(VENV)/bin/beepnet synth "$(MODEL_BUILD)/train" --n 8000 --seed 1 --preset real --real "$(REAL_DIR)"
+	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --out "$(MODEL_OUT)" --epochs 30 --seed 0 --threads 2 --force
+	$(PY) -m beepnet.training.calibrate "$(MODEL_OUT)" --real "$(REAL_DIR)" > "$(MODEL_BUILD)/calibration.txt"
+	cat "$(MODEL_BUILD)/calibration.txt"
+	$(PY) -m beepnet.training.heldout "$(MODEL_OUT)" --n 600 --seed 99 --data "$(MODEL_BUILD)/heldout" \
+		> "$(MODEL_BUILD)/heldout.md"
+	cat "$(MODEL_BUILD)/heldout.md"
+	$(PY) -m beepnet.bench.realsound --real "$(REAL_DIR)" --model "$(MODEL_OUT)" \
+		--work "$(MODEL_BUILD)/realsound" > "$(MODEL_BUILD)/realsound.md"
+	cat "$(MODEL_BUILD)/realsound.md"
+
+# Fetch once; apt's package lists are refreshed only when a download fails.
+real-sounds: model-deps
+	$(PY) -m beepnet.training.realsounds fetch "$(REAL_DIR)" || \
+		{ $(SUDO) apt-get update -qq && $(PY) -m beepnet.training.realsounds fetch "$(REAL_DIR)"; }
+
+model-deps:
+	@missing=$$(for p in $(MODEL_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(VENV)/.installed-train: pyproject.toml $(VENV)/.installed
 	$(PIP) install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))

@@ -11,6 +11,7 @@
     beepnet monitor  [--source mic|FILE] [--speed N]   live view of what the daemon hears
     beepnet label    [DIR] [--out DIR] [--labels A,B]  label recorded chunks, one key a clip
     beepnet model    info MODEL | convert OLD.pt NEW   show a model file; convert a 0.1 one
+    beepnet enroll   [--beeps FILE... [--room FILE...]]  learn your machine's beep
 
 Every subcommand takes --config PATH and --set section.key=value (repeatable). Exit status:
 0 fine, 1 a file or device could not be used, 2 bad usage, 78 bad configuration.
@@ -99,20 +100,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="clips go to OUT_DIR/<label>/*.wav")
     p.add_argument("--n", type=int, default=2000, metavar="N", help="number of clips")
     p.add_argument("--seed", type=int, default=0, metavar="S")
-    p.add_argument("--preset", default="train", choices=("train", "heldout", "user"),
+    p.add_argument("--preset", default="train", choices=("train", "heldout", "user", "real"),
                    help="class shares and SNR/reverb ranges (heldout: a harder mix; user: one "
-                   "appliance's beep in one home, like a user's first labelled set)")
+                   "appliance's beep in one home, like a user's first labelled set; real: "
+                   "generated and real recordings, needs --real)")
+    p.add_argument("--real", metavar="DIR", help="real recordings fetched by `python -m "
+                   "beepnet.training.realsounds fetch DIR` (the real preset)")
     p.add_argument("--appliance", type=int, metavar="N",
                    help="user preset: which appliance and room (default: the seed); the same "
                    "N with another seed gives new recordings of the same beep")
 
-    p = sub.add_parser("train", help="train a BeepNet model on DATA_DIR/<label>/*.wav")
+    p = sub.add_parser(
+        "train", help="train a BeepNet model on DATA_DIR/<label>/*.wav",
+        description="Train a BeepNet model on DATA_DIR/<label>/*.wav (beep: the beeps; any "
+        "other folder: sounds that are not). Clips recorded together stay on one side of the "
+        "train/validation split (sessions from `beepnet record` or `beepnet synth` file "
+        "names, else shared audio, else file times, else each file alone). The new model "
+        "and the detector in use (detector.kind/model) are then scored side by side on the "
+        "validation clips; a new model that makes more mistakes does not replace MODEL if it "
+        "exists or is the model in use: it is written to <stem>.rejected.safetensors beside "
+        "it and the exit status is 3 (--force replaces anyway).",
+        epilog="Exit status: 0 saved, 1 bad data or files, 2 bad usage, 3 the new model was "
+        "worse and kept aside, 78 bad configuration.")
     _common(p)
     p.add_argument("data_dir", metavar="DATA_DIR")
     p.add_argument("--out", dest="model_out", required=True, metavar="MODEL",
                    help="model file to write")
+    p.add_argument("--force", action="store_true",
+                   help="write MODEL even when the new model is worse than the one in use")
     p.add_argument("--epochs", type=int, default=15, metavar="N")
     p.add_argument("--seed", type=int, default=0, metavar="N")
+    p.add_argument("--lr", type=float, default=3e-3, metavar="RATE",
+                   help="learning rate (default 0.003; a third of it with --init)")
+    p.add_argument("--threads", type=int, default=2, metavar="N",
+                   help="CPU threads for torch (default 2)")
     p.add_argument("--arch", default="beepnet", choices=("beepnet", "original"),
                    help="network: beepnet (default) or the original 2-filter net (a baseline)")
     p.add_argument("--init", metavar="MODEL|default",
@@ -131,6 +152,31 @@ def build_parser() -> argparse.ArgumentParser:
                    "PNGs go (default: evaluation/<model>_<data>/)")
     p.add_argument("--threshold", type=float, metavar="T",
                    help="operating threshold on P(beep) (default: the model's own)")
+
+    p = sub.add_parser("enroll", help="teach beepnet your machine's beep: press its button a "
+                       "few times, then let the room sound as usual; builds a model for that "
+                       "beep and puts it in use unless it is worse than the model in use")
+    _common(p)
+    p.add_argument("--presses", type=int, default=5, metavar="N",
+                   help="button presses asked for (default 5)")
+    p.add_argument("--press-seconds", type=float, default=4.0, metavar="S",
+                   help="seconds recorded per press (default 4)")
+    p.add_argument("--room-seconds", type=float, default=120.0, metavar="S",
+                   help="seconds of ordinary room sound recorded (default 120)")
+    p.add_argument("--beeps", nargs="+", metavar="FILE", help="use these recordings of the "
+                   "beep instead of recording presses")
+    p.add_argument("--room", nargs="+", metavar="FILE", help="use these recordings of the "
+                   "room instead of recording it (default with --beeps: the sound between "
+                   "the beeps)")
+    # dest names differ from --model/--out: main() turns those into detector/record settings.
+    p.add_argument("--dir", dest="enroll_dir", metavar="DIR", help="where the recordings are "
+                   "kept (default: <storage dir>/enroll/<date>)")
+    p.add_argument("--model-out", dest="model_out", metavar="PATH", help="the new model file "
+                   "(default: <storage dir>/models/enrolled-<date>.safetensors)")
+    p.add_argument("--force", action="store_true", help="put the new model in use even if it "
+                   "makes more mistakes than the model in use on the held-out clips")
+    p.add_argument("--use-shipped", action="store_true", help="only switch back to the shipped "
+                   "model (sets detector.model = \"\" in the config file)")
 
     p = sub.add_parser("label", help="label recorded chunks one key a clip: plays each, shows "
                        "its spectrum, suggests a label from the model, moves it into a folder")
@@ -434,32 +480,63 @@ def cmd_synth(cfg: Config, args) -> int:
     if args.n < 1:
         print("beepnet: --n must be at least 1", file=sys.stderr)
         return 2
-    manifest = generate(args.out_dir, args.n, args.seed, args.preset,
-                        progress=sys.stderr.isatty(), appliance=args.appliance)
+    from .training.realsounds import FetchError
+
+    try:
+        manifest = generate(args.out_dir, args.n, args.seed, args.preset,
+                            progress=sys.stderr.isatty(), appliance=args.appliance,
+                            real=args.real)
+    except (ValueError, FetchError) as e:
+        print(f"beepnet: synth: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {args.n} clip(s) into {args.out_dir} (manifest {manifest})")
     return 0
 
 
 def cmd_train(cfg: Config, args) -> int:
+    from .model.compare import side_by_side
     from .model.modelfile import ModelFileError
     from .training.train import TrainError, train
 
+    if args.epochs < 1 or args.threads < 1 or not args.lr > 0:
+        print("beepnet: train: --epochs and --threads must be at least 1, --lr above 0",
+              file=sys.stderr)
+        return 2
     try:
         r = train(args.data_dir, args.model_out, epochs=args.epochs, seed=args.seed,
-                  arch=args.arch, init=args.init)
+                  threads=args.threads, arch=args.arch, init=args.init, lr=args.lr,
+                  current=cfg.detector, force=args.force)
     except (TrainError, ModelFileError) as e:
         print(f"beepnet: train: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the model file or its folder cannot be written
+        print(f"beepnet: train: cannot write {e.filename or args.model_out}: "
+              f"{e.strerror or e}", file=sys.stderr)
         return 1
     except ImportError as e:  # pandas, scikit-learn, tqdm come with the [train] extra
         print(f"beepnet: train needs {e.name or e}: pip install 'beepnet[train]'",
               file=sys.stderr)
         return 1
     v = r.val
-    print(f"saved {args.model_out}: threshold {r.threshold:.3f} ({r.threshold_rule}); "
-          f"validation precision {v['precision']:.3f}, recall {v['recall']:.3f}, "
-          f"{v['fa_per_hour']:.2f} false alarms/hour of negative audio "
-          f"({v['fp']} of {v['negatives']} negative windows); "
-          f"{r.epochs} epoch(s), {r.seconds:.0f} s")
+    if r.scores:
+        print(side_by_side(*r.scores))
+    elif r.note:
+        print(r.note)
+    figures = (f"threshold {r.threshold:.3f} ({r.threshold_rule}); "
+               f"validation precision {v['precision']:.3f}, recall {v['recall']:.3f}, "
+               f"{v['fa_per_hour']:.2f} false alarms/hour of negative audio "
+               f"({v['fp']} of {v['negatives']} negative windows); "
+               f"{r.epochs} epoch(s), {r.seconds:.0f} s")
+    if r.rejected:
+        new, cur = r.scores
+        print(f"not saved as {args.model_out}: {figures}")
+        print(f"beepnet: train: the new model makes more mistakes on the held-out clips than "
+              f"the one in use ({new.errors} vs {cur.errors}); kept {args.model_out}, wrote "
+              f"the new one to {r.path} (--force replaces it anyway)", file=sys.stderr)
+        return 3
+    forced = (" (worse than the one in use: written because of --force)"
+              if args.force and r.scores and r.scores[0].errors > r.scores[1].errors else "")
+    print(f"saved {args.model_out}{forced}: {figures}")
     return 0
 
 
@@ -467,6 +544,12 @@ def cmd_evaluate(cfg: Config, args) -> int:
     from .training.evaluate import run
 
     return run(args.data_dir, args.eval_model, args.report_dir, args.threshold)
+
+
+def cmd_enroll(cfg: Config, args) -> int:
+    from .enroll.command import run
+
+    return run(cfg, args)
 
 
 def cmd_label(cfg: Config, args) -> int:
@@ -522,7 +605,7 @@ COMMANDS = {"synth": cmd_synth, "train": cmd_train, "run": cmd_run,
             "notify-test": cmd_notify_test, "doctor": cmd_doctor, "detect": cmd_detect,
             "record": cmd_record, "config": cmd_config, "devices": cmd_devices,
             "monitor": cmd_monitor, "label": cmd_label, "evaluate": cmd_evaluate,
-            "model": cmd_model}
+            "model": cmd_model, "enroll": cmd_enroll}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from . import synth
+from . import realmix, synth
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,11 @@ PRESETS = {
     "train": {"shares": {"beep": 0.36, "washer": 0.14, "speech": 0.10, "music": 0.12,
                          "tonal": 0.14, "other": 0.14},
               "snr_db": (-5.0, 30.0), "reverb_p": 0.5, "rt60_s": (0.1, 0.7)},
+    # Generated and real audio (beepnet.training.realmix): more negatives, since real talk,
+    # music and clatter are where false alarms come from.
+    "real": {"shares": {"beep": 0.32, "washer": 0.10, "speech": 0.17, "music": 0.18,
+                        "tonal": 0.10, "other": 0.13},
+             "snr_db": (-5.0, 30.0), "reverb_p": 0.5, "rt60_s": (0.1, 0.7)},
     "heldout": {"shares": {"beep": 0.25, "washer": 0.20, "speech": 0.12, "music": 0.13,
                            "tonal": 0.15, "other": 0.15},
                 "snr_db": (-5.0, 20.0), "reverb_p": 0.7, "rt60_s": (0.2, 0.9)},
@@ -212,11 +217,35 @@ def _tonal_negative(rng: np.random.Generator, n: int) -> tuple[np.ndarray, float
     return x.astype(np.float32), -0.02, kind
 
 
+# With real recordings: how often a clip's background (by label) and its beep are real.
+# Beeps keep mostly generated backgrounds (washer phases among them) and generated patterns:
+# with half of each real, a model missed long piezo beeps over a draining washer.
+REAL_BG_P = {"washer": 0.0, "speech": 0.75, "music": 0.75, "other": 0.4, "beep": 0.35,
+             "tonal": 0.5}
+REAL_BG_KINDS = {"speech": ("speech",), "music": ("music", "tv"), "other": ("kitchen",),
+                 "beep": ("speech", "music", "tv", "kitchen"),
+                 "tonal": ("speech", "music", "tv", "kitchen")}
+REAL_BEEP_P = 0.4
+_BG_CLASS.update({"real-speech": "speech", "real-music": "music", "real-tv": "music",
+                  "real-kitchen": "other"})
+_POOLS: dict[str, "realmix.RealPool"] = {}
+
+
+def _pool(root: str) -> "realmix.RealPool":
+    """One RealPool per worker process and folder (it caches decoded files)."""
+    if root not in _POOLS:
+        _POOLS[root] = realmix.RealPool(root, "train", "fit")
+    return _POOLS[root]
+
+
 def make_clip(seed: int, index: int, label: str, preset: str = "train",
-              appliance: int | None = None) -> tuple[np.ndarray, ClipInfo]:
+              appliance: int | None = None, real: str | None = None
+              ) -> tuple[np.ndarray, ClipInfo]:
     """Clip ``index`` of the set made with ``seed``: audio (3 s) and its manifest row.
 
     ``appliance`` (user preset only) fixes the beep pattern and the room; default: seed.
+    ``real``: a folder of real recordings (beepnet.training.realsounds) to draw real
+    backgrounds and beeps from; without it the clip is exactly what it always was.
     """
     p = PRESETS[preset]
     user = preset == "user"
@@ -233,7 +262,14 @@ def make_clip(seed: int, index: int, label: str, preset: str = "train",
     else:
         choices = [b for b in BACKGROUNDS if _BG_CLASS[b] == label]
         bg_kind = str(rng.choice(choices))
-    x = _background(rng, bg_kind, n)
+    # Real choices draw from their own stream, so that the generated clips stay the same.
+    real_rng = np.random.default_rng([seed, 6_000_000 + index]) if real and not user else None
+    if real_rng is not None and real_rng.random() < REAL_BG_P[label]:
+        kinds = REAL_BG_KINDS[label]
+        bg_kind = "real-" + str(kinds[int(real_rng.integers(len(kinds)))])
+        x = _pool(real).background(real_rng, bg_kind[5:], n)
+    else:
+        x = _background(rng, bg_kind, n)
     x, info_splice = _splice_quiet(x, np.random.default_rng([seed, 5_000_000 + index]))
     info = ClipInfo(file="", label=label, group=f"s{seed}g{group:05d}", background=bg_kind,
                     splice=info_splice)
@@ -244,6 +280,8 @@ def make_clip(seed: int, index: int, label: str, preset: str = "train",
         if user:  # the same machine, the same beep, every time
             fg, times, info.foreground = _random_beeps(np.random.default_rng([home, 4_000_000]),
                                                        end_of_cycle=True)
+        elif real_rng is not None and real_rng.random() < REAL_BEEP_P:
+            fg, times, info.foreground = _pool(real).beeps(real_rng)
         else:
             fg, times, info.foreground = _random_beeps(rng)
         total = times[-1][1]
@@ -292,9 +330,9 @@ def plan_labels(n: int, preset: str = "train") -> list[str]:
     return labels
 
 
-def _write_one(job: tuple[str, int, int, str, str, int | None]) -> dict:
-    out_dir, seed, index, label, preset, appliance = job
-    audio, info = make_clip(seed, index, label, preset, appliance)
+def _write_one(job: tuple[str, int, int, str, str, int | None, str | None]) -> dict:
+    out_dir, seed, index, label, preset, appliance, real = job
+    audio, info = make_clip(seed, index, label, preset, appliance, real)
     rel = f"{label}/{info.group}_{index:06d}.wav"
     sf.write(os.path.join(out_dir, rel), audio, SR, subtype="PCM_16")
     info.file = rel
@@ -302,14 +340,22 @@ def _write_one(job: tuple[str, int, int, str, str, int | None]) -> dict:
 
 
 def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, preset: str = "train",
-             workers: int = 2, progress: bool = False, appliance: int | None = None) -> Path:
-    """Write n clips into out_dir/<label>/*.wav and out_dir/manifest.csv; returns the manifest."""
+             workers: int = 2, progress: bool = False, appliance: int | None = None,
+             real: str | os.PathLike | None = None) -> Path:
+    """Write n clips into out_dir/<label>/*.wav and out_dir/manifest.csv; returns the manifest.
+
+    ``real``: a folder of real recordings (`beepnet.training.realsounds.fetch`), needed by
+    the "real" preset."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} ({', '.join(PRESETS)})")
+    if (preset == "real") != (real is not None):
+        raise ValueError("the real preset, and only it, takes a folder of real recordings")
+    if real is not None:
+        _pool(str(real))  # fails here, once, when the folder is unusable
     out = Path(out_dir)
     for label in PRESETS[preset]["shares"]:
         (out / label).mkdir(parents=True, exist_ok=True)
-    jobs = [(str(out), seed, i, lab, preset, appliance)
+    jobs = [(str(out), seed, i, lab, preset, appliance, str(real) if real else None)
             for i, lab in enumerate(plan_labels(n, preset))]
     if workers > 1 and n > 50:
         with get_context("spawn").Pool(workers) as pool:

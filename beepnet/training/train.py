@@ -5,28 +5,38 @@ negatives), each with audio files of any rate/channels/format. Steps:
 
 1. `scan`: a DataFrame of readable files, labels and recording sessions (unusable
    files are skipped with one line each, and counted).
-2. `split`: a stratified split that keeps each session on one side
-   (StratifiedGroupKFold, one fold of five for validation).
+2. `split`: a stratified split that keeps each take (the clips recorded together, see
+   beepnet.training.takes) on one side (StratifiedGroupKFold, one fold of five for
+   validation).
 3. `fit`: Adam, class-weighted cross-entropy, on-the-fly augmentation (gain, time
    shift, mixing in a background clip), early stopping on the validation loss. When the
    data carries beep times (the ``manifest.csv`` of a generated set), the frame outputs
    are trained too: beep or not, every 20 ms.
 4. `pick_threshold`: the operating threshold on P(beep) from the validation set.
 5. The model file (beepnet.training.torchmodel) with the metrics and a hash of the data list.
+   Given the detector in use (``current``), the new model and that one are first scored on
+   the same validation clips (beepnet.model.compare); a new model that makes more mistakes
+   does not replace an existing file or the model in use (unless ``force``): it goes beside
+   it as ``<stem>.rejected<suffix>``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from ..config import DetectorConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +53,12 @@ class TrainError(Exception):
 
 
 def session_of(stem: str) -> str:
-    """The recording session of a chunk: the name before its last "_".
+    """The recording session a file name suggests: the name before its last "_".
 
     ``20261121-073138_0000024000`` (from `beepnet record`) -> ``20261121-073138``;
-    generated ``s0g00012_000061`` -> ``s0g00012``.
+    generated ``s0g00012_000061`` -> ``s0g00012``. For ordering clips (`beepnet label`);
+    training groups by `beepnet.training.takes.find_takes`, which trusts only those two
+    schemes (``beep_003`` says nothing about where a clip was recorded).
     """
     return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
@@ -54,11 +66,14 @@ def session_of(stem: str) -> str:
 def scan(data_dir: str | Path):
     """(DataFrame[path, rel, label, session], audio int16 array (n, 3 s)).
 
-    Every file is read (at 16 kHz mono), cropped or zero-padded to 3 s.
+    Every file is read (at 16 kHz mono), cropped or zero-padded to 3 s. ``session`` is the
+    take of each clip (`beepnet.training.takes`); ``df.attrs["grouping"]`` says how the
+    takes were found.
     """
     import pandas as pd
 
     from ..audio.files import AudioFileError, read_audio
+    from .takes import find_takes
 
     root = Path(data_dir)
     if not root.is_dir():
@@ -69,24 +84,32 @@ def scan(data_dir: str | Path):
              if f.is_file() and f.suffix.lower() in AUDIO_EXT]
     # One preallocated int16 array (2 bytes a sample): 3000 clips take 290 MB.
     clips = np.zeros((len(files), n), np.int16)
-    rows, skipped = [], 0
+    rows, stems, mtimes, skipped = [], [], [], 0
     for f in files:
         label_dir = f.parent
         try:
             audio = read_audio(f, SR)
+            mtime = f.stat().st_mtime
         except AudioFileError as e:
             print(f"beepnet: skipped {f}: {e}", file=sys.stderr)
+            skipped += 1
+            continue
+        except OSError as e:  # gone or unreadable between listing and reading
+            print(f"beepnet: skipped {f}: {e.strerror or e}", file=sys.stderr)
             skipped += 1
             continue
         if len(audio) < n:
             audio = np.pad(audio, (0, n - len(audio)))
         clips[len(rows)] = np.round(np.clip(audio[:n], -1, 1) * 32767)
         rows.append({"path": str(f), "rel": f"{label_dir.name}/{f.name}",
-                     "label": label_dir.name, "session": session_of(f.stem)})
+                     "label": label_dir.name, "session": ""})
+        stems.append(f.stem)
+        mtimes.append(mtime)
     if skipped:
         print(f"beepnet: skipped {skipped} unusable file(s)", file=sys.stderr)
     df = pd.DataFrame(rows, columns=["path", "rel", "label", "session"])
     df = _with_beep_times(df, root)
+    clips = clips[:len(rows)]
     n_beep = int((df.label == "beep").sum())
     n_neg = len(df) - n_beep
     if n_beep < MIN_BEEPS:
@@ -95,7 +118,10 @@ def scan(data_dir: str | Path):
     if n_neg < MIN_NEGATIVES:
         raise TrainError(f"{root}: {n_neg} usable non-beep clip(s) (other folders); at least "
                          f"{MIN_NEGATIVES} are needed")
-    return df, clips[:len(rows)]
+    takes = find_takes(stems, clips, np.asarray(mtimes, float), (df.label == "beep").to_numpy())
+    df["session"] = takes.ids
+    df.attrs["grouping"] = takes.how
+    return df, clips
 
 
 def _with_beep_times(df, root: Path):
@@ -147,19 +173,49 @@ def frame_targets(spans: np.ndarray, is_beep: np.ndarray, shifts: np.ndarray, n_
 
 
 def split(df, seed: int, val_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices; a session never straddles them."""
+    """Train and validation indices; a take (``df.session``) never straddles them, and
+    both sides hold beeps.
+
+    StratifiedGroupKFold's first fold that has beeps on both sides; with few beep takes
+    none may, and then about ``val_fraction`` of the beep takes (at least one, never all)
+    and of the rest are drawn by hand.
+    """
     from sklearn.model_selection import StratifiedGroupKFold
 
-    n_groups = df.session.nunique()
-    n_splits = max(2, min(round(1 / val_fraction), n_groups))
-    if n_groups < 2:
-        raise TrainError("all clips come from one recording session; at least 2 are needed "
-                         "to validate on unseen audio")
+    groups = df.session.to_numpy()
+    is_beep = (df.label == "beep").to_numpy()
+    beep_takes = np.unique(groups[is_beep])
+    if len(beep_takes) < 2:
+        how = df.attrs.get("grouping", "")
+        raise TrainError(f"all {int(is_beep.sum())} beep clips come from one take"
+                         + (f" ({how})" if how else "")
+                         + "; beeps from at least 2 separate recordings are needed to "
+                         "validate on unseen audio: record the beep again")
+    n_splits = max(2, min(round(1 / val_fraction), len(np.unique(groups))))
     skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    tr, va = next(skf.split(np.zeros(len(df)), df.label.to_numpy(), df.session.to_numpy()))
-    if not (df.label.iloc[va] == "beep").any() or not (df.label.iloc[tr] == "beep").any():
-        raise TrainError("the split left no beep on one side; record more beep sessions")
-    return tr, va
+    for tr, va in skf.split(np.zeros(len(df)), df.label.to_numpy(), groups):
+        if is_beep[va].any() and is_beep[tr].any():
+            return tr, va
+    return _split_by_hand(groups, is_beep, seed, val_fraction)
+
+
+def _split_by_hand(groups: np.ndarray, is_beep: np.ndarray, seed: int, val_fraction: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Whole takes drawn for validation: some beep takes (not all), then others up to about
+    ``val_fraction`` of the clips."""
+    rng = np.random.default_rng(seed)
+    beep_takes = rng.permutation(np.unique(groups[is_beep]))
+    n_val = min(len(beep_takes) - 1, max(1, round(len(beep_takes) * val_fraction)))
+    chosen = set(beep_takes[:n_val].tolist())
+    want = val_fraction * len(groups)
+    size = int(np.isin(groups, list(chosen)).sum())
+    for g in rng.permutation(np.unique(groups[~np.isin(groups, beep_takes)])):
+        if size >= want:
+            break
+        chosen.add(g)
+        size += int((groups == g).sum())
+    in_val = np.isin(groups, list(chosen))
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val)
 
 
 def pick_threshold(p_beep: np.ndarray, is_beep: np.ndarray, max_fa_per_1000: float = 1.0
@@ -182,7 +238,9 @@ def pick_threshold(p_beep: np.ndarray, is_beep: np.ndarray, max_fa_per_1000: flo
         f1 = 2 * tp / max(1, np.sum(pred) + np.sum(is_beep))
         if f1 > best + 1e-9:
             best, best_t = f1, float(t)
-    return float(min(max(best_t, 0.05), 0.99)), "max F1 (too few negatives for a FA rate)"
+    # Just below the chosen score: the numpy runtime computes a beep's score a few 1e-7
+    # lower than torch, which at the exact score would turn that beep into a miss.
+    return float(min(max(best_t - 1e-6, 0.05), 0.99)), "max F1 (too few negatives for a FA rate)"
 
 
 def metrics(p_beep: np.ndarray, is_beep: np.ndarray, threshold: float) -> dict:
@@ -207,6 +265,16 @@ class TrainResult:
     val: dict
     epochs: int
     seconds: float
+    path: str = ""
+    """Where the model went: ``out``, or beside it when rejected."""
+    rejected: bool = False
+    """The new model was worse than the one in use and did not replace it."""
+    scores: tuple | None = None
+    """(new, in use) `beepnet.model.compare.Score` on the validation clips, when compared."""
+    note: str = ""
+    """Why there was nothing to compare with, when there was not."""
+    grouping: str = ""
+    """How the clips were grouped into takes for the split."""
 
 
 SPEED_P = 0.5
@@ -335,8 +403,13 @@ def _transfer(src: dict, src_labels: list[str], net, labels: list[str]) -> None:
 
 def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0,
           batch_size: int = 32, threads: int = 2, patience: int = 6, arch: str = "beepnet",
-          init: str | None = None, lr: float = 3e-3, frame_weight: float = 0.5) -> TrainResult:
+          init: str | None = None, lr: float = 3e-3, frame_weight: float = 0.5,
+          current: "DetectorConfig | None" = None, force: bool = False) -> TrainResult:
     """Train a model on DATA_DIR, save it to ``out``, return the validation figures.
+
+    ``current``: the detector in use (the config's ``detector``); the new model is compared
+    with it on the validation clips and, when worse, not written over ``out`` if that exists
+    or is the model in use, unless ``force`` (see `_save_unless_worse`). None: no comparison.
 
     ``arch``: "beepnet" or "original" (the first author's 2-filter net, a baseline).
     ``init``: a model file (or "default", the shipped one) to start from.
@@ -359,8 +432,9 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     df, audio = scan(data_dir)
     labels = ["beep"] + sorted(set(df.label) - {"beep"})
     y = df.label.map({k: i for i, k in enumerate(labels)}).to_numpy()
+    log.info("%s", df.attrs.get("grouping", ""))
     tr, va = split(df, seed)
-    log.info("%d clips (%s); %d train, %d validation, %d sessions",
+    log.info("%d clips (%s); %d train, %d validation, %d takes",
              len(df), ", ".join(f"{k} {int((df.label == k).sum())}" for k in labels),
              len(tr), len(va), df.session.nunique())
     # Class weights: inverse frequency in the training part, mean 1.
@@ -424,7 +498,63 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     threshold, rule = pick_threshold(p_beep, is_beep)
     val = metrics(p_beep, is_beep, threshold)
     val.update(val_loss=best[0], best_epoch=best[2], threshold_rule=rule)
-    save_model(out, net, labels, threshold, metrics=val,
-               data_sha256=data_hash(list(zip(df.rel, df.label))),
-               window_seconds=WINDOW_S, hop_seconds=HOP_S)
-    return TrainResult(threshold, rule, val, ran, time.monotonic() - t0)
+
+    def write(path: Path) -> None:
+        save_model(path, net, labels, threshold, metrics=val,
+                   data_sha256=data_hash(list(zip(df.rel, df.label))),
+                   window_seconds=WINDOW_S, hop_seconds=HOP_S)
+
+    saved, scores, note = _save_unless_worse(write, Path(out), audio[va], is_beep, current,
+                                             force)
+    return TrainResult(threshold, rule, val, ran, time.monotonic() - t0, path=str(saved),
+                       rejected=saved != Path(out), scores=scores, note=note,
+                       grouping=df.attrs.get("grouping", ""))
+
+
+def rejected_path(out: Path) -> Path:
+    """Where a new model that lost the comparison goes: ``<stem>.rejected<suffix>``."""
+    return out.with_name(f"{out.stem}.rejected{out.suffix or '.safetensors'}")
+
+
+def _save_unless_worse(write, out: Path, clips: np.ndarray, is_beep: np.ndarray,
+                       current: "DetectorConfig | None", force: bool
+                       ) -> tuple[Path, tuple | None, str]:
+    """Write the new model to ``out``, or beside it when it is worse than the model in use.
+
+    The new model is written to a hidden file beside ``out`` first, so that it is scored
+    exactly as the daemon would load it, then moved into place. It does not replace ``out``
+    when it makes more mistakes on ``clips`` than the detector in use and ``out`` already
+    exists or is the model in use (a fresh path harms nothing). Returns (where it went,
+    (new, in use) scores or None, why nothing was compared).
+    """
+    if current is None:
+        write(out)
+        return out, None, ""
+    from ..model import compare
+    from ..model.preflight import model_problem
+
+    tmp = out.with_name(f".{out.stem}.new-{os.getpid()}{out.suffix}")
+    write(tmp)
+    try:
+        audio = clips.astype(np.float32) / 32767
+        # The original net runs only in torch; BeepNet as the daemon runs it by default. A
+        # detector.threshold in the config would apply to the new model too.
+        runtime = "torch" if model_problem(tmp, "numpy") else "numpy"
+        new = replace(compare.score_model(tmp, audio, is_beep, "new", runtime,
+                                          current.threshold), model=out.name)
+        try:
+            cur = compare.score_detector(compare.load_in_use(current), audio, is_beep,
+                                         "in use")
+        except ValueError as e:  # ModelFileError: a missing or broken model in use
+            os.replace(tmp, out)
+            return out, None, f"the detector in use could not be loaded ({e}): nothing to compare"
+        used = compare.in_use_path(current)
+        guarded = out.exists() or (used is not None and used.resolve() == out.resolve())
+        if compare.is_worse(new, cur) and guarded and not force:
+            dest = rejected_path(out)
+            os.replace(tmp, dest)
+            return dest, (new, cur), ""
+        os.replace(tmp, out)
+        return out, (new, cur), ""
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,96 @@
+"""Finding the owner's beeps in a recording: the tone detector's spectral-peak runs.
+
+An appliance beep is a steady narrow-band tone of a few hundred ms; the tone detector
+(`beepnet.detectors.tone`) tracks exactly those. A recording is looked at in overlapping
+blocks (its analysis holds a spectrum per 8 ms frame, too much for a 10-minute file at
+once), and a run counts when it scores as a beep there and stands above the recording's
+usual level. Two runs closer than `MERGE_GAP_S` at the same pitch are one beep.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE
+from ..audio.gate import frame_levels
+from ..detectors.tone import ToneDetector
+
+log = logging.getLogger(__name__)
+
+BLOCK_S = 10.0
+STEP_S = 8.0
+"""Blocks overlap by 2 s: a beep (at most ~2 s) that a block edge cuts is whole in the next."""
+MIN_LEVEL_DB = 3.0
+"""A run must be at least this much louder than the recording's median 20-ms frame."""
+MERGE_GAP_S = 0.03
+
+
+@dataclass(frozen=True)
+class FoundBeep:
+    recording: int
+    """Index of the recording it is in."""
+    start: float
+    end: float
+    freq_hz: float
+    level_db: float
+    """Loudness over the beep minus the recording's median frame level."""
+    score: float
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
+
+
+def find_beeps(x: np.ndarray, recording: int = 0, min_hz: float = 1000.0,
+               max_hz: float = 6000.0, rate: int = SAMPLE_RATE) -> list[FoundBeep]:
+    """The beeps in one 16 kHz recording, in time order."""
+    x = np.asarray(x, np.float32)
+    tone = ToneDetector(rate, min_hz=min_hz, max_hz=max_hz)
+    frame = int(0.02 * rate)
+    levels = frame_levels(x, frame)
+    background = float(np.median(levels))
+    block, step = int(BLOCK_S * rate), int(STEP_S * rate)
+    runs = []
+    for off in range(0, max(1, len(x) - (block - step)), step):
+        last = off + block >= len(x)
+        for r in tone.runs(x[off:off + block]):
+            start = off / rate + r.start
+            # Each block reports the runs starting in its own first 8 s; the overlap is the
+            # next block's.
+            if r.score < tone.threshold or (not last and r.start >= STEP_S):
+                continue
+            runs.append((start, off / rate + r.end, r.freq_hz, r.score))
+        if last:
+            break
+    merged: list[list] = []
+    for start, end, freq, score in sorted(runs):
+        prev = merged[-1] if merged else None
+        if (prev and start - prev[1] <= MERGE_GAP_S
+                and abs(freq - prev[2]) <= 0.03 * prev[2]):
+            prev[1], prev[3] = max(prev[1], end), max(prev[3], score)
+        else:
+            merged.append([start, end, freq, score])
+    out = []
+    for start, end, freq, score in merged:
+        a = int(start * rate) // frame
+        seg = levels[a:max(a + 1, int(end * rate) // frame)]
+        loud = float(10 * np.log10(np.mean(10 ** (seg / 10)))) if len(seg) else background
+        if loud - background < MIN_LEVEL_DB:
+            log.debug("tone at %.2f s, %.0f Hz: only %.1f dB above the room", start, freq,
+                      loud - background)
+            continue
+        out.append(FoundBeep(recording, start, end, freq, loud - background, score))
+    return out
+
+
+def beep_table(beeps: list[FoundBeep], names: list[str]) -> str:
+    """The found beeps as a small table, one line each."""
+    lines = [f"  {'#':>2}  {'recording':<18} {'time':>7}  {'pitch':>8}  {'length':>7}  "
+             f"{'above room':>10}"]
+    for i, b in enumerate(beeps, 1):
+        lines.append(f"  {i:>2}  {names[b.recording][:18]:<18} {b.start:>6.2f}s  "
+                     f"{b.freq_hz:>6.0f}Hz  {1000 * b.length:>5.0f}ms  {b.level_db:>8.1f}dB")
+    return "\n".join(lines)

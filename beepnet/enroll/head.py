@@ -1,0 +1,147 @@
+"""The specialised model: the model in use with a new beep row in its head, fitted in numpy.
+
+BeepNet's classifier is a 1x1 convolution over [time max, time mean] of its body features
+for the clip (and [frame, time mean] for each frame). Keeping the body and every other
+class's row, P(beep) is a logistic regression on the 2 x channels clip features whose
+offset is the fixed log-sum-exp of the other classes' logits: fitting the beep row is a few
+seconds of body features and a Newton solve, no torch, well within a minute on a Pi.
+
+The fit is pulled towards the old beep row rather than towards zero (an L2 penalty on the
+difference): with a few dozen beeps and a couple of minutes of one room, what the model in
+use learned about speech, music and other machines stays unless the owner's clips say
+otherwise, and it starts from exactly the model in use.
+
+The new file is an ordinary BeepNet model file (the same architecture and classes, the
+body copied), so the daemon, `beepnet detect` and `beepnet model info` read it unchanged.
+Its threshold is `MARGIN` logits above the highest-scoring "other" clip it learned from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+import numpy as np
+
+from ..model.modelfile import POSITIVE, ModelFile, write_model_file
+from ..model.npnet import NumpyBeepNet
+
+log = logging.getLogger(__name__)
+
+PRIOR_PULL = 0.02
+"""Strength of the pull towards the old head, per clip of training data."""
+NEWTON_STEPS = 30
+THRESHOLD_RANGE = (0.2, 0.95)
+MARGIN = 1.5
+"""Logits between the highest-scoring "other" clip learned from and the threshold: sounds
+the head never saw (a new tune on the TV) score higher than those it learned from."""
+
+
+def clip_features(net: NumpyBeepNet, clips: Iterable[np.ndarray]) -> np.ndarray:
+    """(clips, 2 x channels): each clip's [time max | time mean] of the body's features."""
+    rows = []
+    for x in clips:
+        h = net.features(np.asarray(x, np.float32))
+        rows.append(np.concatenate([h.max(axis=0), h.mean(axis=0)]))
+    return np.asarray(rows, np.float64)
+
+
+def old_head(mf: ModelFile) -> tuple[np.ndarray, np.ndarray, int]:
+    """The classifier's rows (classes, 2 x channels), biases and the beep class's index."""
+    w = mf.tensors["classifier.weight"][:, :, 0].astype(np.float64)
+    return w, mf.tensors["classifier.bias"].astype(np.float64), mf.labels.index(POSITIVE)
+
+
+def fit_logistic(z: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: float,
+                 pull: float = PRIOR_PULL, offset: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, float]:
+    """Weights and bias of a logistic regression, classes weighted equally, penalised by
+    ``pull`` x clips x |w - w0|^2 / 2; Newton's method (the problem is small and convex)."""
+    n, d = z.shape
+    pos = y > 0.5
+    c = np.where(pos, 0.5 * n / max(1, pos.sum()), 0.5 * n / max(1, (~pos).sum()))
+    a = np.hstack([z, np.ones((n, 1))])
+    theta = np.append(w0, b0)
+    prior = theta.copy()
+    reg = np.full(d + 1, pull * n)
+    reg[-1] = 1e-4 * n  # the bias is nearly free
+    off = np.zeros(n) if offset is None else offset
+
+    def loss(t: np.ndarray) -> float:
+        s = a @ t + off
+        # log(1 + e^s) - y s, computed without overflow.
+        return float(c @ (np.logaddexp(0.0, s) - y * s)
+                     + 0.5 * reg @ np.square(t - prior))
+
+    current = loss(theta)
+    for step in range(NEWTON_STEPS):
+        p = 1.0 / (1.0 + np.exp(-np.clip(a @ theta + off, -50, 50)))
+        grad = a.T @ (c * (p - y)) + reg * (theta - prior)
+        hess = (a * (c * p * (1 - p))[:, None]).T @ a + np.diag(reg)
+        delta = np.linalg.solve(hess, grad)
+        # Newton's full step can overshoot where the fit saturates: halve until it helps.
+        size = 1.0
+        while size > 1e-4 and loss(theta - size * delta) > current:
+            size *= 0.5
+        theta = theta - size * delta
+        previous, current = current, loss(theta)
+        if previous - current < 1e-9 * max(1.0, abs(current)):
+            break
+    log.debug("head fitted in %d Newton step(s)", step + 1)
+    return theta[:-1], float(theta[-1])
+
+
+def threshold_between(neg_logits: np.ndarray, pos_logits: np.ndarray) -> float:
+    """P(beep) `MARGIN` logits above the highest "other" clip, in `THRESHOLD_RANGE`; but
+    never above the beep clips' median (a head that cannot tell them apart still hears
+    most beeps)."""
+    t = min(float(np.max(neg_logits)) + MARGIN, float(np.median(pos_logits)))
+    return float(np.clip(1.0 / (1.0 + np.exp(-t)), *THRESHOLD_RANGE))
+
+
+@dataclass(frozen=True)
+class Head:
+    """The old classifier with a new beep row: P(beep) = sigmoid(w.z + b - LSE(others))."""
+
+    weights: np.ndarray
+    """(classes, 2 x channels) over [features | time mean]."""
+    biases: np.ndarray
+    beep: int
+    threshold: float
+
+    def logits(self, z: np.ndarray) -> np.ndarray:
+        """The log-odds of beep for each row of clip features."""
+        every = z @ self.weights.T + self.biases
+        mine = every[:, self.beep]
+        rest = np.delete(every, self.beep, axis=1)
+        top = rest.max(axis=1)
+        return mine - (top + np.log(np.exp(rest - top[:, None]).sum(axis=1)))
+
+
+def fit_head(base: ModelFile, net: NumpyBeepNet, beeps: Iterable[np.ndarray],
+             others: Iterable[np.ndarray], pull: float = PRIOR_PULL) -> Head:
+    zp, zn = clip_features(net, beeps), clip_features(net, others)
+    z = np.vstack([zp, zn])
+    y = np.concatenate([np.ones(len(zp)), np.zeros(len(zn))])
+    w, b, beep = old_head(base)
+    old = Head(w, b, beep, 0.5)
+    # The other classes' rows stay: their log-sum-exp is a fixed offset per clip.
+    offset = old.logits(z) - (z @ w[beep] + b[beep])
+    w_new, b_new = fit_logistic(z, y, w[beep], float(b[beep]), pull, offset)
+    w, b = w.copy(), b.copy()
+    w[beep], b[beep] = w_new, b_new
+    head = Head(w, b, beep, 0.5)
+    return replace(head, threshold=threshold_between(head.logits(zn), head.logits(zp)))
+
+
+def write_enrolled(path, base: ModelFile, head: Head, *, metrics: dict, data_sha256: str
+                   ) -> None:
+    """The base model with ``head`` as its classifier (same classes, a new beep row)."""
+    tensors = dict(base.tensors)
+    tensors["classifier.weight"] = head.weights[:, :, None].astype(np.float32)
+    tensors["classifier.bias"] = head.biases.astype(np.float32)
+    write_model_file(path, tensors, base.arch, list(base.labels), head.threshold,
+                     metrics=metrics, data_sha256=data_sha256,
+                     window_seconds=float(base.meta.get("window_seconds", 3.0)),
+                     hop_seconds=float(base.meta.get("hop_seconds", 1.5)))
