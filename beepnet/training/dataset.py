@@ -21,6 +21,10 @@ microphone, about 6 % beep chunks, and the folder names of a first hand labellin
 (``beep``, ``washing``, ``spinning``, ``human``, ``not_beep``). Another seed with the same
 appliance gives new recordings of the same beep: a held-out set for that user.
 
+The ``real`` preset (``beepnet synth --preset real --real DIR``, what `make model` uses)
+mixes in real recordings (beepnet.training.realmix): real talk, music, TV and clatter as
+backgrounds, and chimes, tunes and beeps from real sampled instruments and UI sounds.
+
 Clips come in groups of 5 sharing a "room" (reverb and microphone settings); the
 group is in the file name, ``s<seed>g<group>_<index>.wav``, so a split can keep a group
 on one side. Clip i depends only on (seed, i), so workers change nothing.
