@@ -332,15 +332,6 @@ def _cut(x: np.ndarray, seconds: float, fade_s: float = 0.005) -> np.ndarray:
     return y
 
 
-def _place(parts: list[tuple[float, np.ndarray]]) -> np.ndarray:
-    n = max(int(round(t * SR)) + len(p) for t, p in parts)
-    out = np.zeros(n, np.float32)
-    for t, p in parts:
-        i = int(round(t * SR))
-        out[i:i + len(p)] += p
-    return out
-
-
 def _note(pool: dict, instrument: str, pitch: int) -> np.ndarray:
     x = _read(pool["notes"][instrument][pitch])
     # The rendered note starts at its note-on; skip any leading silence all the same.
@@ -368,7 +359,7 @@ def beep(rng: np.random.Generator, pool: dict, kind: str) -> tuple[np.ndarray, s
         count = int(rng.integers(2, 6))
         parts = [(k * (on + off), _cut(_note(pool, inst, p1 if k % 2 == 0 else p2), on))
                  for k in range(count)]
-        return _place(parts), f"{inst} {p1}/{p2} x{count} {on * 1000:.0f} ms"
+        return synth._place(parts, SR), f"{inst} {p1}/{p2} x{count} {on * 1000:.0f} ms"
     if kind == "chime":
         first = int(rng.integers(len(pitches)))
         ps = [pitches[first]]
@@ -377,7 +368,7 @@ def beep(rng: np.random.Generator, pool: dict, kind: str) -> tuple[np.ndarray, s
                                           len(pitches) - 1))])
         gap = rng.uniform(0.2, 0.8)
         parts = [(k * gap, _note(pool, inst, p)) for k, p in enumerate(ps)]
-        return _place(parts), f"{inst} {'/'.join(map(str, ps))}"
+        return synth._place(parts, SR), f"{inst} {'/'.join(map(str, ps))}"
     if kind == "melody":
         count = int(rng.integers(3, 9))
         step = rng.uniform(0.15, 0.45)
@@ -390,7 +381,7 @@ def beep(rng: np.random.Generator, pool: dict, kind: str) -> tuple[np.ndarray, s
             held = 1.0 if last else step * (2 if rng.random() < 0.2 else 1)
             parts.append((k * step, _cut(_note(pool, inst, pitches[i]), held, 0.01)))
             i = int(np.clip(i + rng.choice([-2, -1, -1, 1, 1, 2, 3]), 0, len(pitches) - 1))
-        return _place(parts), f"{inst} {'-'.join(map(str, ps))}"
+        return synth._place(parts, SR), f"{inst} {'-'.join(map(str, ps))}"
     if kind == "single":
         high = [p for p in pitches if p >= 80] or pitches
         p = int(rng.choice(high))

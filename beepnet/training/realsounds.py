@@ -259,20 +259,24 @@ def _download(src: tuple[str, str], debs: Path) -> Path:
     package, version = src
     if package in OFF_LIMITS:
         raise FetchError(f"{package} is off limits (the acceptance set is made from it)")
-    found = [p for p in debs.glob(f"{package}_*.deb")
-             if p.name.split("_")[1].replace("%3a", ":") == version]
+    found = _debs_of(debs, package, version)
     if found:
         return found[0]
     debs.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(["apt-get", "download", "-q", f"{package}={version}"], cwd=debs,
                        capture_output=True, text=True)
-    found = [p for p in debs.glob(f"{package}_*.deb")
-             if p.name.split("_")[1].replace("%3a", ":") == version]
+    found = _debs_of(debs, package, version)
     if r.returncode or not found:
         why = (r.stderr.strip().splitlines() or ["no .deb written"])[-1]
         raise FetchError(f"cannot download {package}={version}: {why} (run `apt-get update` "
                          "first; a version no longer in Debian needs the manifest updated)")
     return found[0]
+
+
+def _debs_of(debs: Path, package: str, version: str) -> list[Path]:
+    """The package's .deb files of that version in ``debs`` (apt writes ':' as '%3a')."""
+    return [p for p in debs.glob(f"{package}_*.deb")
+            if p.name.split("_")[1].replace("%3a", ":") == version]
 
 
 def _extract(deb: Path, dest: Path) -> Path:
