@@ -68,7 +68,12 @@ MODEL_OUT ?= models/beepnet-default.safetensors
 model: $(VENV)/.installed-train real-sounds
 	rm -rf "$(MODEL_BUILD)"
 	$(VENV)/bin/beepnet synth "$(MODEL_BUILD)/train" --n 8000 --seed 1 --preset real --real "$(REAL_DIR)"
-	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --out "$(MODEL_OUT)" --epochs 30 --seed 0 --threads 2 --force
+	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --out "$(MODEL_BUILD)/first.safetensors" \
+		--epochs 24 --seed 0 --threads 2 --force
+	$(PY) -m beepnet.training.mine "$(MODEL_BUILD)/first.safetensors" "$(MODEL_BUILD)/train" \
+		--real "$(REAL_DIR)"
+	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --init "$(MODEL_BUILD)/first.safetensors" \
+		--out "$(MODEL_OUT)" --epochs 8 --seed 0 --threads 2 --force
 	$(PY) -m beepnet.training.calibrate "$(MODEL_OUT)" --real "$(REAL_DIR)" > "$(MODEL_BUILD)/calibration.txt"
 	cat "$(MODEL_BUILD)/calibration.txt"
 	$(PY) -m beepnet.training.heldout "$(MODEL_OUT)" --n 600 --seed 99 --data "$(MODEL_BUILD)/heldout" \

@@ -160,6 +160,28 @@ def test_fetch_refuses_off_limits_packages(tmp_path):
     assert not (tmp_path / "debs").exists()
 
 
+def test_shipped_manifest_matches_the_sources_and_the_model_card():
+    """data/real-sounds.csv is what `write-manifest` made from SOURCES: every package at
+    the version and licence SOURCES names, none off limits, no file in both splits, and
+    the model card lists each package with that licence (the card is how users learn
+    what the model heard)."""
+    rows = realsounds.read_manifest()
+    sources = {s.package: s for s in realsounds.SOURCES}
+    assert {r["package"] for r in rows} == set(sources)
+    for r in rows:
+        src = sources[r["package"]]
+        assert (r["version"], r["licence"]) == (src.version, src.licence), r
+        assert r["split"] in realsounds.SPLITS and len(r["sha256"]) == 64, r
+    members = [(r["package"], r["member"]) for r in rows]
+    assert len(members) == len(set(members))
+    card = (Path(__file__).parents[1] / "models/README.md").read_text()
+    for src in realsounds.SOURCES:
+        assert f"| `{src.package}` | {src.version} | " in card, src.package
+    # the evaluation split keeps its own packages or folders: none of its files trains
+    train = {r["sha256"] for r in rows if r["split"] == "train"}
+    assert not [r["member"] for r in rows if r["split"] == "eval" and r["sha256"] in train]
+
+
 def test_fetch_checks_every_file_against_the_manifest(tmp_path):
     # A real .deb, already in DIR/debs as a download would leave it: fetch reuses it.
     pkg = tmp_path / "src"

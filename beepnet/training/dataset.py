@@ -62,7 +62,12 @@ PRESETS = {
     # music and clatter are where false alarms come from.
     "real": {"shares": {"beep": 0.32, "washer": 0.10, "speech": 0.17, "music": 0.18,
                         "tonal": 0.10, "other": 0.13},
-             "snr_db": (-5.0, 30.0), "reverb_p": 0.5, "rt60_s": (0.1, 0.7)},
+             "snr_db": (-5.0, 30.0), "reverb_p": 0.5, "rt60_s": (0.1, 0.7),
+             # More single long beeps: among real talk and singing (steady sung notes are
+             # negatives), a model that saw few of them learned to reject long steady
+             # tones at the pitches the singers held (3.09 kHz: 0 of 25 of one machine's
+             # 1.6-s beeps caught).
+             "patterns": {"repeat": 0.38, "long": 0.30, "melody": 0.20, "single": 0.12}},
     "heldout": {"shares": {"beep": 0.25, "washer": 0.20, "speech": 0.12, "music": 0.13,
                            "tonal": 0.15, "other": 0.15},
                 "snr_db": (-5.0, 20.0), "reverb_p": 0.7, "rt60_s": (0.2, 0.9)},
@@ -152,17 +157,23 @@ def _splice_quiet(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
     return (x[:n] * ramp + quiet[:n] * (1 - ramp)).astype(np.float32), kind
 
 
-def _random_beeps(rng: np.random.Generator, end_of_cycle: bool = False
+PATTERN_SHARES = {"repeat": 0.45, "long": 0.15, "melody": 0.25, "single": 0.15}
+"""How often each beep pattern is drawn, unless a preset says otherwise ("patterns")."""
+
+
+def _random_beeps(rng: np.random.Generator, end_of_cycle: bool = False,
+                  shares: dict[str, float] | None = None
                   ) -> tuple[np.ndarray, list[tuple[float, float]], str]:
     """A beep pattern with random harmonics and envelope; returns audio, note times, kind.
 
     ``end_of_cycle``: only the patterns a machine plays when it is done (no single chirp).
+    ``shares``: of each pattern (default PATTERN_SHARES).
     """
     if end_of_cycle:
         kind = str(rng.choice(["repeat", "long", "melody"], p=[0.55, 0.15, 0.3]))
     else:
-        kind = str(rng.choice(["repeat", "long", "melody", "single"],
-                              p=[0.45, 0.15, 0.25, 0.15]))
+        shares = shares or PATTERN_SHARES
+        kind = str(rng.choice(list(shares), p=list(shares.values())))
     if kind == "single":  # one beep: a key press, a "ready" chirp, a lone end-of-cycle tone
         notes = [(0.0, float(np.exp(rng.uniform(np.log(1000), np.log(6000)))),
                   rng.uniform(0.06, 0.8))]
@@ -287,7 +298,7 @@ def make_clip(seed: int, index: int, label: str, preset: str = "train",
         elif real_rng is not None and real_rng.random() < REAL_BEEP_P:
             fg, times, info.foreground = _pool(real).beeps(real_rng)
         else:
-            fg, times, info.foreground = _random_beeps(rng)
+            fg, times, info.foreground = _random_beeps(rng, shares=p.get("patterns"))
         total = times[-1][1]
         for _ in range(20):  # a position with >= 100 ms of beep inside the window
             at = rng.uniform(-total + MIN_BEEP_INSIDE_S, CLIP_S - MIN_BEEP_INSIDE_S)
