@@ -277,14 +277,11 @@ def enroll_model(beep_files: list[Path], room_files: list[Path], base_path: Path
     (beepnet.enroll). Raises ValueError when it would refuse (too few beeps found)."""
     from ..audio.files import read_audio
     from ..config import DetectorConfig
-    from ..enroll import clips
-    from ..enroll.command import TRAIN_BEEPS, TRAIN_HARD, TRAIN_ROOM
+    from ..enroll.command import fit
     from ..enroll.find import find_beeps
-    from ..enroll.head import fit_head, write_enrolled
+    from ..enroll.head import write_enrolled
     from ..model.modelfile import read_model_file
-    from ..model.npnet import NumpyBeepNet, limit_blas_threads
 
-    limit_blas_threads(1)
     cfg = DetectorConfig()
     recordings = [read_audio(p) for p in beep_files]
     room = np.concatenate([read_audio(p) for p in room_files]).astype(np.float32)
@@ -294,13 +291,7 @@ def enroll_model(beep_files: list[Path], room_files: list[Path], base_path: Path
     if len(found) < 2:
         raise ValueError(f"enroll found {len(found)} beep(s) in {len(recordings)} recordings")
     base = read_model_file(base_path)
-    net = NumpyBeepNet(base.arch, base.tensors)
-    size = int(round(float(base.meta.get("window_seconds", 3.0)) * SR))
-    s = clips.split(recordings, found, room, size)
-    rng = np.random.default_rng(0)
-    others = list(clips.room_clips(s, TRAIN_ROOM, size, rng)) + \
-        list(clips.hard_negatives(s, TRAIN_HARD, size, rng))
-    head = fit_head(base, net, clips.beep_clips(s, TRAIN_BEEPS, size, rng), others)
+    head, _, _ = fit(base, recordings, found, room)
     write_enrolled(out, base, head, metrics={"enrolled_beeps": len(found)},
                    data_sha256="realuser-bench")
     return {"beeps_found": len(found), "recordings": len(recordings),

@@ -315,24 +315,34 @@ def _between_beeps(recordings: list[np.ndarray], beeps) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
-def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_path: Path):
-    """Fit, write and score the new model; (its Score, the model in use's Score or None)."""
-    from ..model.compare import load_in_use, score_detector
-    from ..model.modelfile import ModelFileError
+def fit(base, recordings, beeps, room):
+    """The base model's head refitted on the found beeps and the room: (the head, the
+    train/held-out split, the window in samples). No file is written."""
     from ..model.npnet import NumpyBeepNet, limit_blas_threads
     from . import clips
-    from .head import fit_head, write_enrolled
+    from .head import fit_head
 
     limit_blas_threads(1)
     net = NumpyBeepNet(base.arch, base.tensors)
     size = int(round(float(base.meta.get("window_seconds", 3.0)) * SAMPLE_RATE))
-    hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
     s = clips.split(recordings, beeps, room, size)
     rng = np.random.default_rng(0)
     # Generated one at a time as the features are computed: as a list they would be 100 MB.
     others = itertools.chain(clips.room_clips(s, TRAIN_ROOM, size, rng),
                              clips.hard_negatives(s, TRAIN_HARD, size, rng))
     head = fit_head(base, net, clips.beep_clips(s, TRAIN_BEEPS, size, rng), others)
+    return head, s, size
+
+
+def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_path: Path):
+    """Fit, write and score the new model; (its Score, the model in use's Score or None)."""
+    from ..model.compare import load_in_use, score_detector
+    from ..model.modelfile import ModelFileError
+    from . import clips
+    from .head import write_enrolled
+
+    head, s, size = fit(base, recordings, beeps, room)
+    hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
     sha = hashlib.sha256()
     for x in [*recordings, room]:
         sha.update(np.asarray(x, np.float32).tobytes())
