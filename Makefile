@@ -79,10 +79,15 @@ model: $(VENV)/.installed-train real-sounds
 	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --out "$(MODEL_BUILD)/first.safetensors" \
 		--epochs 24 --seed 0 --threads 2 --force
 	$(PY) -m beepnet.training.mine "$(MODEL_BUILD)/first.safetensors" "$(MODEL_BUILD)/train" \
-		--real "$(REAL_DIR)"
+		--real "$(REAL_DIR)" --seed 11 --round 1
 	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --init "$(MODEL_BUILD)/first.safetensors" \
+		--out "$(MODEL_BUILD)/second.safetensors" --epochs 8 --seed 0 --threads 2 --force
+	$(PY) -m beepnet.training.mine "$(MODEL_BUILD)/second.safetensors" "$(MODEL_BUILD)/train" \
+		--real "$(REAL_DIR)" --seed 12 --round 2
+	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --init "$(MODEL_BUILD)/second.safetensors" \
 		--out "$(MODEL_OUT)" --epochs 8 --seed 0 --threads 2 --force
-	$(PY) -m beepnet.training.calibrate "$(MODEL_OUT)" --real "$(REAL_DIR)" > "$(MODEL_BUILD)/calibration.txt"
+	$(PY) -m beepnet.training.calibrate "$(MODEL_OUT)" --real "$(REAL_DIR)" --fa-per-hour 5 \
+		--minutes 36 > "$(MODEL_BUILD)/calibration.txt"
 	cat "$(MODEL_BUILD)/calibration.txt"
 	$(PY) -m beepnet.training.heldout "$(MODEL_OUT)" --n 600 --seed 99 --data "$(MODEL_BUILD)/heldout" \
 		> "$(MODEL_BUILD)/heldout.md"

@@ -77,6 +77,21 @@ def test_mine_adds_negatives_that_training_reads_as_one_take_a_piece(library, tm
     groups = {a["file"]: a["group"] for a in added}
     assert (mined.session == mined.rel.map(groups)).all()
 
+    # A second round (make model mines twice) gets names of its own; the first round's
+    # again is refused instead of overwriting it.
+    again = _mine(str(find_default_model()), str(data), "--real", str(library), "--minutes",
+                  "1", "--keep", "40", "--min-score", "0")
+    assert again.returncode == 2 and "next --round" in again.stderr, again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert len(list(csv.DictReader(open(data / "manifest.csv")))) == len(rows)
+    second = _mine(str(find_default_model()), str(data), "--real", str(library), "--minutes",
+                   "1", "--keep", "40", "--min-score", "0", "--seed", "12", "--round", "2")
+    assert second.returncode == 0, second.stderr
+    more = list(csv.DictReader(open(data / "manifest.csv")))[len(rows):]
+    assert more and not {m["file"] for m in more} & {a["file"] for a in added}
+    assert all(m["group"].startswith("s91g") for m in more)
+    assert all(a["group"].startswith("s90g") for a in added)
+
 
 def test_mine_command_with_a_bad_model_is_one_line(library, tmp_path):
     data = tmp_path / "set"

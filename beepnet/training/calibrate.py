@@ -8,7 +8,7 @@ scores every window once, and picks the lowest threshold whose false alarms per 
 within the target. Real beeps of the same part, mixed into the same kinds of background,
 give the window recall that threshold keeps. The threshold is written into the model file.
 
-``python -m beepnet.training.calibrate MODEL --real DIR [--fa-per-hour 10]``
+``python -m beepnet.training.calibrate MODEL --real DIR [--fa-per-hour 5] [--minutes 36]``
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def pick(scores: dict[str, np.ndarray], fa_per_hour: float, hop_s: float = 1.5,
     return t, sum(count_events(s, t) for s in scores.values()) / hours, by_kind
 
 
-def calibrate(model: str | Path, real: str | Path, fa_per_hour: float = 10.0,
-              minutes_per_kind: float = 12.0, n_beeps: int = 300, seed: int = 11,
+def calibrate(model: str | Path, real: str | Path, fa_per_hour: float = 5.0,
+              minutes_per_kind: float = 36.0, n_beeps: int = 300, seed: int = 11,
               write: bool = True) -> Calibration:
     from ..detectors.beepnet import BeepNetDetector
     from ..model.modelfile import read_model_file, write_model_file
@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("model")
     p.add_argument("--real", required=True, metavar="DIR")
-    p.add_argument("--fa-per-hour", type=float, default=10.0)
-    p.add_argument("--minutes", type=float, default=12.0, help="per kind of background "
+    p.add_argument("--fa-per-hour", type=float, default=5.0)
+    p.add_argument("--minutes", type=float, default=36.0, help="per kind of background "
                    "(music and TV: half as much each)")
     p.add_argument("--dry-run", action="store_true", help="report, do not write the file")
     p.add_argument("--json", metavar="OUT")

@@ -41,8 +41,9 @@ MAX_KIND_SHARE = 0.4
 """No background kind takes more than this share of the mined windows: a model that is
 weak on music alone still gets some of its hardest talk and clatter."""
 SEED_TAG = 90
-"""Mined clips are named s90g<kind><piece>_<n>, like the generator's clips: windows of one
-30-s piece share a take, so training never validates on a neighbour of a window it learned."""
+"""Mined clips are named s<90 + round - 1>g<kind><piece>_<n> (s90g..., then s91g...), like
+the generator's clips: windows of one 30-s piece share a take, so training never validates
+on a neighbour of a window it learned; each round of mining gets names of its own."""
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,12 @@ def pick(scores: dict[str, np.ndarray], keep: int, min_score: float, hop_s: floa
 
 
 def mine(model: str | Path, data_dir: str | Path, real: str | Path, minutes: float = 40.0,
-         keep: int = 1500, min_score: float = 0.05, seed: int = 11) -> list[Mined]:
+         keep: int = 1500, min_score: float = 0.05, seed: int = 11,
+         round_: int = 1) -> list[Mined]:
     """Score ``minutes`` per background kind of real training audio with ``model`` and
     add its hardest windows to ``data_dir`` (a `beepnet synth` folder) as negatives."""
+    if round_ < 1:
+        raise ValueError(f"--round {round_}: rounds count from 1")
     import torch
 
     from ..audio.gate import Gate
@@ -124,7 +128,7 @@ def mine(model: str | Path, data_dir: str | Path, real: str | Path, minutes: flo
             if not gate.opens(x[i * hop:i * hop + window]):
                 scores[kind][i] = np.nan
     chosen = pick(scores, keep, min_score, HOP_S, PIECE_S)
-    _write(Path(data_dir), streams, chosen, window, hop)
+    _write(Path(data_dir), streams, chosen, window, hop, f"s{SEED_TAG + round_ - 1}")
     hours = sum(len(x) for x in streams.values()) / SR / 3600
     by_kind = {k: sum(m.kind == k for m in chosen) for k in streams}
     log.info("mined %d hard negatives from %.1f h of real training audio (%s); scores %.2f "
@@ -135,18 +139,21 @@ def mine(model: str | Path, data_dir: str | Path, real: str | Path, minutes: flo
 
 
 def _write(root: Path, streams: dict[str, np.ndarray], chosen: list[Mined], window: int,
-           hop: int) -> None:
+           hop: int, tag: str) -> None:
     """WAV files beside the generated ones, and their rows in the folder's manifest."""
     manifest = root / "manifest.csv"
     if not manifest.is_file():
         raise FileNotFoundError(f"{root}: not a beepnet synth folder (no manifest.csv)")
+    if any(root.glob(f"*/{tag}g*.wav")):
+        raise ValueError(f"{root}: already holds this round's windows ({tag}g*): mine "
+                         "again with the next --round (and another --seed)")
     with open(manifest, newline="") as f:
         fields = next(csv.reader(f))
     kinds = list(streams)
     rows = []
     for n, m in enumerate(chosen):
         label = LABEL_OF[m.kind]
-        group = f"s{SEED_TAG}g{kinds.index(m.kind)}{m.piece:04d}"
+        group = f"{tag}g{kinds.index(m.kind)}{m.piece:04d}"
         rel = f"{label}/{group}_{n:06d}.wav"
         (root / label).mkdir(exist_ok=True)
         x = streams[m.kind][m.start * hop:m.start * hop + window]
@@ -170,13 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-score", type=float, default=0.05,
                     help="ignore windows the model scores below this")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--round", type=int, default=1, dest="round_",
+                    help="1 for the first mining of a folder, 2 for the next, ...")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from ..model.modelfile import ModelFileError
 
     try:
         chosen = mine(args.model, args.data, args.real, args.minutes, args.keep,
-                      args.min_score, args.seed)
+                      args.min_score, args.seed, args.round_)
     except (ModelFileError, FileNotFoundError, ValueError) as e:
         print(f"beepnet: {e}", file=sys.stderr)
         return 2

@@ -28,13 +28,16 @@ CALIB_SHARE = 0.1
 BACKGROUNDS = ("speech", "music", "tv", "kitchen")
 """Real background kinds: talk, music, talk over music (TV, radio), clatter over a quiet room."""
 BEEP_KINDS = ("chime", "melody", "piezo", "single", "file")
-BEEP_P = (0.3, 0.25, 0.2, 0.15, 0.1)
+# Real files get a quarter: sound themes' chimes and jingles are what the note bank
+# imitates least well (bell partials, mixed timbres), and what many appliances play.
+BEEP_P = (0.25, 0.2, 0.15, 0.15, 0.25)
 
 # Note-bank instruments by what they can stand for.
 _MALLETS = ("celesta", "glockenspiel", "music box", "marimba", "xylophone", "tinkle bell",
             "electric piano", "crystal", "piano", "vibraphone", "tubular bells", "kalimba",
-            "steel drums", "electric piano 2")
-_LEADS = ("square lead", "ocarina", "piccolo", "sawtooth lead", "flute")
+            "steel drums", "electric piano 2", "dulcimer", "harp", "harpsichord", "agogo")
+_LEADS = ("square lead", "ocarina", "piccolo", "sawtooth lead", "flute", "calliope",
+          "recorder", "whistle")
 
 
 def part_of(member: str) -> str:
@@ -127,7 +130,10 @@ class RealPool:
         if kind == "file" and not self.beep_files:
             kind = "chime"
         if kind == "file":
-            x = _trim(_read(self._pick(rng, self.beep_files)), keep_db=-35)[: 3 * SR]
+            x = _trim(_read(self._pick(rng, self.beep_files)), keep_db=-35)
+            if rng.random() < 0.5:  # up to 4 semitones up or down: the file as another make
+                x = _resample(x, 2 ** (rng.uniform(-4, 4) / 12))
+            x = x[: 3 * SR]
             return x, [(0.0, _sounding(x))], "real-file"
         if kind == "chime":  # one to three bell notes, each left to ring: ding, ding-dong
             inst = self._instrument(rng, self.mallets)
@@ -181,12 +187,7 @@ class RealPool:
         base = usable[int(rng.integers(len(usable)))]
         want = base.pitch + step
         near = min(inst, key=lambda n: abs(n.pitch - want))
-        x = _read(near.path)
-        ratio = 2 ** ((want - near.pitch) / 12)
-        if abs(ratio - 1) > 1e-3:
-            idx = np.arange(0, len(x) - 1, ratio)
-            x = np.interp(idx, np.arange(len(x)), x).astype(np.float32)
-        return x
+        return _resample(_read(near.path), 2 ** ((want - near.pitch) / 12))
 
 
 @lru_cache(maxsize=4096)
@@ -202,6 +203,14 @@ def _read_cached(path: Path) -> np.ndarray:
 
 def _read(path: Path) -> np.ndarray:
     return _read_cached(path).copy()
+
+
+def _resample(x: np.ndarray, ratio: float) -> np.ndarray:
+    """``x`` played ``ratio`` times faster: pitch up by that ratio, shorter by it."""
+    if abs(ratio - 1) <= 1e-3:
+        return x
+    idx = np.arange(0, len(x) - 1, ratio)
+    return np.interp(idx, np.arange(len(x)), x).astype(np.float32)
 
 
 def _trim(x: np.ndarray, keep_db: float = -40.0) -> np.ndarray:

@@ -90,6 +90,11 @@ _SI = "usr/share/sounds/sound-icons/"
 _TP = "usr/share/tuxpaint/sounds/"
 _XB = "usr/share/games/xboard/sounds/"
 _GA = "usr/share/sounds/"
+_PU = "usr/share/sounds/purple/"
+_GJ = "usr/lib/python3/dist-packages/gajim/data/sounds/"
+_PS = "usr/share/psi-plus/sound/"
+_GP = "usr/share/gnome-pomodoro/sounds/"
+_PC = "usr/share/pychess/sounds/"
 
 # What each file is was decided by its name and by listening to a few; a file that is
 # neither clearly a beep-like signal nor clearly not one is left out (no rule), because a
@@ -179,6 +184,41 @@ SOURCES: tuple[Source, ...] = (
             _r("kitchen", "train", *(f"{_SI}{n}.wav" for n in (
                 "percussion-10", "percussion-12", "percussion-28", "percussion-50",
                 "cymbaly-1"))),)),
+    # -- desktop and chat notification sounds, game jingles: the chimes, dings and short
+    # tunes of sound themes, which is what most appliances' end signals resemble.
+    Source("pidgin-data", "2.14.12-1", "GPL-2+",
+           (_r("chime", "train", *(f"{_PU}{n}.wav" for n in (
+               "alert", "login", "logout", "receive", "send"))),)),
+    Source("gajim", "1.7.3-2", "GPL-3",
+           (_r("chime", "train", *(f"{_GJ}{n}.wav" for n in (
+               "attention", "connected", "disconnected", "message1", "message2",
+               "gc_message1", "gc_message2", "sent"))),)),
+    Source("psi-plus-sounds", "1.4.554-5", "GPL-2+",
+           (_r("chime", "train", *(f"{_PS}{n}.wav" for n in (
+               "attention", "email", "online", "offline", "pepnotify", "reminder",
+               "ft_complete", "ft_incoming", "watcher"))),
+            _r("melody", "train", f"{_PS}chess_finish.wav"))),
+    Source("gnome-shell-pomodoro-data", "0.22.1-1", "GPL-3+",
+           (_r("single", "train", f"{_GP}bell.ogg"),
+            _r("chime", "train", f"{_GP}loud-bell.ogg"),
+            # a ticking clock and a kitchen timer: steady clicks, not beeps
+            _r("kitchen", "train", f"{_GP}clock.ogg", f"{_GP}timer.ogg"))),
+    Source("blinken", "4:22.12.3-1", "GPL-2+",
+           (_r("single", "train", *(f"usr/share/blinken/sounds/{n}.wav" for n in (
+               "1", "2", "3", "4", "lose"))),)),
+    Source("pychess", "1.0.3-1", "GPL-3+",
+           (_r("melody", "train", *(f"{_PC}{n}.ogg" for n in (
+               "success", "win1", "win2", "draw1"))),
+            _r("single", "train", f"{_PC}choice.ogg", f"{_PC}invalid.ogg"),
+            _r("kitchen", "train", f"{_PC}capture2.ogg", f"{_PC}castle.ogg",
+               f"{_PC}obs_mov.ogg"))),
+    Source("kgoldrunner", "4:22.12.3-1", "GPL-2+",
+           (_r("melody", "train", "usr/share/kgoldrunner/themes/default/completed.ogg"),
+            _r("single", "train", "usr/share/kgoldrunner/themes/default/gold.ogg"))),
+    Source("granatier", "4:22.12.3-1", "GPL-2+",
+           (_r("melody", "train", "usr/share/granatier/sounds/winlevel.wav"),
+            _r("kitchen", "train", *(f"usr/share/granatier/sounds/{n}.wav" for n in (
+                "explode", "crunch", "putbomb"))))),
     # -- evaluation only: other packages' beeps, chimes, jingles and clatter.
     Source("gnome-audio", "2.22.2-1.2", "CC-BY-SA-2.0 / GPL",
            (_r("chime", "eval", *(f"{_GA}{n}.wav" for n in (
@@ -217,7 +257,9 @@ SOURCES: tuple[Source, ...] = (
 NOTE_PROGRAMS = {
     "train": {8: "celesta", 9: "glockenspiel", 10: "music box", 12: "marimba",
               13: "xylophone", 112: "tinkle bell", 80: "square lead", 79: "ocarina",
-              4: "electric piano", 98: "crystal", 0: "piano", 72: "piccolo"},
+              4: "electric piano", 98: "crystal", 0: "piano", 72: "piccolo",
+              15: "dulcimer", 46: "harp", 6: "harpsichord", 113: "agogo",
+              82: "calliope", 74: "recorder", 78: "whistle"},
     "eval": {11: "vibraphone", 14: "tubular bells", 108: "kalimba", 114: "steel drums",
              81: "sawtooth lead", 73: "flute", 5: "electric piano 2"},
 }
