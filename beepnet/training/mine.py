@@ -10,7 +10,8 @@ highest into the training folder as negatives of their kind. Training again from
 model on the richer folder (`beepnet train DATA --init MODEL`) teaches it exactly the
 difference it was missing.
 
-``python -m beepnet.training.mine MODEL DATA --real DIR [--minutes 40] [--keep 1500]``
+``python -m beepnet.training.mine MODEL DATA --real DIR [--minutes 40] [--keep 1500]
+[--seed 11] [--round 1]``
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def window_starts(n_samples: int, window: int, hop: int) -> np.ndarray:
     return np.arange(0, max(1, n_samples - window + 1), hop)
 
 
-def score_stream(net, audio: np.ndarray, window: int, hop: int, batch: int = 64
-                 ) -> np.ndarray:
+def score_stream(net, audio: np.ndarray, window: int, hop: int, beep_index: int,
+                 batch: int = 64) -> np.ndarray:
     """P(beep) of every window (``hop`` apart) of one stream, with the torch net."""
     import torch
 
@@ -70,7 +71,7 @@ def score_stream(net, audio: np.ndarray, window: int, hop: int, batch: int = 64
     with torch.no_grad():
         for i in range(0, len(starts), batch):
             x = torch.from_numpy(np.ascontiguousarray(views[starts[i:i + batch]]))
-            out[i:i + len(x)] = torch.softmax(net(x)[0], dim=1)[:, 0].numpy()
+            out[i:i + len(x)] = torch.softmax(net(x)[0], dim=1)[:, beep_index].numpy()
     return out
 
 
@@ -109,6 +110,8 @@ def mine(model: str | Path, data_dir: str | Path, real: str | Path, minutes: flo
     add its hardest windows to ``data_dir`` (a `beepnet synth` folder) as negatives."""
     if round_ < 1:
         raise ValueError(f"--round {round_}: rounds count from 1")
+    root, tag = Path(data_dir), f"s{SEED_TAG + round_ - 1}"
+    _check_folder(root, tag)  # before a minute of scoring, not after
     import torch
 
     from ..audio.gate import Gate
@@ -116,10 +119,11 @@ def mine(model: str | Path, data_dir: str | Path, real: str | Path, minutes: flo
     from .torchmodel import load_model
 
     torch.set_num_threads(2)
-    net = load_model(model).net
+    loaded = load_model(model)
     streams = negative_streams(RealPool(real, "train", "fit"), minutes, seed)
     window, hop = int(WINDOW_S * SR), int(HOP_S * SR)
-    scores = {k: score_stream(net, x, window, hop) for k, x in streams.items()}
+    scores = {k: score_stream(loaded.net, x, window, hop, loaded.beep_index)
+              for k, x in streams.items()}
     # Windows the daemon's gate would drop never reach the model: not worth learning.
     cfg = AudioConfig()
     gate = Gate(cfg.gate_dbfs, cfg.gate_frame_ms, SR)
@@ -128,7 +132,7 @@ def mine(model: str | Path, data_dir: str | Path, real: str | Path, minutes: flo
             if not gate.opens(x[i * hop:i * hop + window]):
                 scores[kind][i] = np.nan
     chosen = pick(scores, keep, min_score, HOP_S, PIECE_S)
-    _write(Path(data_dir), streams, chosen, window, hop, f"s{SEED_TAG + round_ - 1}")
+    _write(root, streams, chosen, window, hop, tag)
     hours = sum(len(x) for x in streams.values()) / SR / 3600
     by_kind = {k: sum(m.kind == k for m in chosen) for k in streams}
     log.info("mined %d hard negatives from %.1f h of real training audio (%s); scores %.2f "
@@ -138,15 +142,19 @@ def mine(model: str | Path, data_dir: str | Path, real: str | Path, minutes: flo
     return chosen
 
 
-def _write(root: Path, streams: dict[str, np.ndarray], chosen: list[Mined], window: int,
-           hop: int, tag: str) -> None:
-    """WAV files beside the generated ones, and their rows in the folder's manifest."""
-    manifest = root / "manifest.csv"
-    if not manifest.is_file():
+def _check_folder(root: Path, tag: str) -> None:
+    """A `beepnet synth` folder without this round's windows, or the one-line reason why not."""
+    if not (root / "manifest.csv").is_file():
         raise FileNotFoundError(f"{root}: not a beepnet synth folder (no manifest.csv)")
     if any(root.glob(f"*/{tag}g*.wav")):
         raise ValueError(f"{root}: already holds this round's windows ({tag}g*): mine "
                          "again with the next --round (and another --seed)")
+
+
+def _write(root: Path, streams: dict[str, np.ndarray], chosen: list[Mined], window: int,
+           hop: int, tag: str) -> None:
+    """WAV files beside the generated ones, and their rows in the folder's manifest."""
+    manifest = root / "manifest.csv"
     with open(manifest, newline="") as f:
         fields = next(csv.reader(f))
     kinds = list(streams)
