@@ -212,12 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = list(args.overrides)
-    if getattr(args, "model", None):
-        # A model file only makes sense for the learned detector: --model implies it.
-        overrides += ["detector.kind=beepnet", f"detector.model={args.model}"]
-    if getattr(args, "out", None):
-        overrides.append(f"record.dir={args.out}")
+    overrides = _overrides(args)
     if getattr(args, "speed", 1.0) <= 0:
         print("beepnet: --speed must be greater than 0", file=sys.stderr)
         return 2
@@ -237,23 +232,40 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _overrides(args) -> list[str]:
+    """The settings given on the command line, as ``--set`` assignments."""
+    overrides = list(args.overrides)
+    if getattr(args, "model", None):
+        # A model file only makes sense for the learned detector: --model implies it.
+        overrides += ["detector.kind=beepnet", f"detector.model={args.model}"]
+    if getattr(args, "out", None):
+        overrides.append(f"record.dir={args.out}")
+    return overrides
+
+
 USES_DETECTOR = ("run", "detect", "monitor")
 """The commands whose model file is checked at start (doctor reports it as a check)."""
 
 
+def _check_detector(cfg: Config, with_model: bool) -> None:
+    """ConfigError when the detector settings cannot work; ``with_model``: read the model
+    file's header too."""
+    if cfg.detector.model and cfg.detector.kind == "tone":
+        raise ConfigError("detector.model is set, but detector.kind = 'tone' uses no model")
+    # Caught here, before any process starts: a bad file would only stop the classifier,
+    # and a hostile one is refused before anything is built from it. The shipped model
+    # (detector.model empty) is checked the same way.
+    if cfg.detector.kind == "beepnet" and with_model:
+        from .model.preflight import model_problem
+
+        problem = model_problem(cfg.detector.model or None, cfg.detector.runtime)
+        if problem:
+            raise ConfigError(problem)
+
+
 def _check_detector_args(cfg: Config, command: str) -> None:
     try:
-        if cfg.detector.model and cfg.detector.kind == "tone":
-            raise ConfigError("detector.model is set, but detector.kind = 'tone' uses no model")
-        # Caught here, before any process starts: a bad file would only stop the classifier,
-        # and a hostile one is refused before anything is built from it. The shipped model
-        # (detector.model empty) is checked the same way.
-        if cfg.detector.kind == "beepnet" and command in USES_DETECTOR:
-            from .model.preflight import model_problem
-
-            problem = model_problem(cfg.detector.model or None, cfg.detector.runtime)
-            if problem:
-                raise ConfigError(problem)
+        _check_detector(cfg, command in USES_DETECTOR)
     except ConfigError as e:
         if command == "run" and cfg.telegram.enabled:
             # The service stops for good (exit 78 is not restarted): its owner must hear why.
@@ -313,7 +325,8 @@ def cmd_run(cfg: Config, args) -> int:
     try:
         notifier = make_notifier(cfg)
         notifier.start()
-        sup = Supervisor(cfg, notifier, source=args.source, speed=args.speed)
+        sup = Supervisor(cfg, notifier, source=args.source, speed=args.speed,
+                         reload=_reloader(cfg, args))
         try:
             status = sup.run()
         finally:
@@ -325,6 +338,19 @@ def cmd_run(cfg: Config, args) -> int:
     if args.source != "mic":
         _print_replay_summary(args.source, sup, notifier)
     return status
+
+
+def _reloader(cfg: Config, args):
+    """What SIGHUP reads: the config file found at start (even if another one has appeared
+    on the search path since), with the same command-line settings, checked as at start."""
+    path, overrides = cfg.origin.path or args.config, _overrides(args)
+
+    def reload() -> Config:
+        new = config.load(path, overrides)
+        _check_detector(new, with_model=True)
+        return new
+
+    return reload
 
 
 def make_notifier(cfg: Config):
@@ -594,6 +620,9 @@ def cmd_model(cfg: Config, args) -> int:
           f"{m.get('sample_rate')} Hz\n"
           f"  created       {m.get('created', '?')} by beepnet {m.get('beepnet_version', '?')}\n"
           f"  training data sha256 {m.get('data_sha256') or '?'}")
+    if m.get("beep_pitches_hz"):
+        print("  beep pitches  " + ", ".join(f"{f:.0f}" for f in m["beep_pitches_hz"])
+              + " Hz (enrolled: a beep window must hold a tone at one of them)")
     if metrics:
         print("  validation    " + ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"

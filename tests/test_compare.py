@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from beepnet.config import DetectorConfig
-from beepnet.model.compare import Score, in_use_path, is_worse, side_by_side
+from beepnet.model.compare import Score, is_worse, side_by_side
+from beepnet.model.preflight import in_use_path
 from beepnet.model.modelfile import read_header
 from beepnet.model.preflight import find_default_model
 

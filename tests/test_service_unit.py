@@ -114,6 +114,7 @@ def test_unit_settings():
         "ConfigurationDirectory": "beepnet",
         "EnvironmentFile": "-/etc/beepnet/beepnet.env",
         "ExecStart": f"{SHIPPED_EXEC} run --config /etc/beepnet/beepnet.toml",
+        "ExecReload": "/bin/kill -HUP $MAINPID",
         "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
         "NoNewPrivileges": "yes", "DevicePolicy": "closed", "DeviceAllow": "char-alsa rw",
         "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "UMask": "0077",

@@ -55,6 +55,8 @@ def init(name: str, log_level: str, secrets: tuple[str, ...], stop) -> None:
     logs.setup(log_level, secrets)
     # Ctrl-C reaches the whole process group; the supervisor decides the order of shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGHUP (a reload, or a closed terminal) is the supervisor's to act on, not the child's.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     _die_with_parent()
 

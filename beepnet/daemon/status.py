@@ -55,10 +55,14 @@ class StatusPublisher:
             "pid": os.getpid(), "started": self.started, "source": source,
             "gate_dbfs": cfg.audio.gate_dbfs, "outbox_dir": str(cfg.storage.outbox_dir),
             "telegram": bool(cfg.telegram.enabled),
+            # Which daemon this is: `beepnet enroll` signals it (SIGHUP) after changing
+            # this config file.
+            "config": str(Path(cfg.origin.path).absolute()) if cfg.origin.path else None,
         }
         self.device = ""
         self.detector = ""
         self.threshold = None
+        self.model = ""
         self.level = SILENCE_DBFS
         self.level_time = 0.0
         self.scored: dict | None = None
@@ -75,8 +79,9 @@ class StatusPublisher:
     def on_started(self, device: str) -> None:
         self.device = device
 
-    def on_detector(self, description: str, threshold: float) -> None:
-        self.detector, self.threshold = description, threshold
+    def on_detector(self, description: str, threshold: float, model: str = "") -> None:
+        """``model``: the path of the model file in use (after a reload too); "" for none."""
+        self.detector, self.threshold, self.model = description, threshold, model
 
     def on_heartbeat(self, level_dbfs: float) -> None:
         now = time.time()
@@ -117,7 +122,7 @@ class StatusPublisher:
             return
         self._next = now + PUBLISH_EVERY
         doc = dict(self.static, time=time.time(), state=state, device=self.device,
-                   detector=self.detector, threshold=self.threshold,
+                   detector=self.detector, threshold=self.threshold, model=self.model,
                    level_dbfs=round(self.level, 1), level_time=self.level_time,
                    scored=self.scored, detections=self._detections(),
                    timeline=[[s, round(lv, 1), None if sc is None else round(sc, 3)]

@@ -5,27 +5,37 @@ Chunks are relayed rather than shared on one queue so that (a) the backlog is bo
 dropping the oldest when the classifier falls behind, and (b) a classifier killed mid-``get``
 cannot leave a shared queue's lock held: each classifier gets fresh queues, and the chunks it
 had in flight are sent again to its successor.
+
+SIGHUP reloads the config file (as nginx and sshd do; systemd's ``ExecReload``). Only the
+detector changes live: a new classifier loads the new settings beside the one in use, which
+keeps scoring meanwhile; once the new one is ready, the old one finishes its chunks in flight
+and stops, and the new one takes over. A new detector that fails to load is reported and the
+old one simply goes on: a reload never leaves the daemon deaf.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+from multiprocessing import resource_tracker
 import os
 import queue
 import re
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from ..audio import SAMPLE_RATE
 from ..fsutil import remove_quietly
-from ..config import Config
+from ..config import Config, ConfigError, DetectorConfig
 from ..messages import (Chunk, Detection, DetectorFailed, DetectorReady, Heartbeat, Scored,
                         SourceEnded, SourceFailed, Started)
 from ..notify.watch import Watch
 from .child import EXIT_DETECTOR, EXIT_DETECTOR_RETRY, run_classifier, run_recorder
+from .reload import (changed_keys, describe_model, model_identity, model_path,
+                     restart_only_sections)
 from .retention import prune
 from .sdnotify import SystemdNotifier
 from .status import StatusPublisher, status_path
@@ -75,6 +85,9 @@ class _Child:
         self.started_at = 0.0
         self.failures = 0
         self.restart_at: float | None = None
+        self.stop = None
+        """The multiprocessing.Event this process obeys: its own, so that stopping one
+        classifier (a reload's old or dropped one) never stops another."""
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.is_alive()
@@ -100,6 +113,22 @@ def detector_fatal_text(reason: str) -> str:
             "detector.* in the config, then start beepnet again.")
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (the helper process that cleans up after the
+    queues) ignoring SIGHUP, which it keeps across exec: a closed terminal's hangup reaches
+    the whole process group, and the supervisor takes it as a reload. (The children ignore
+    it themselves, in `child.init`.)"""
+    try:
+        old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    except ValueError:  # not the main thread: no signals to set up
+        resource_tracker.ensure_running()
+        return
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, old)
+
+
 def _span(seconds: float) -> str:
     if seconds >= 2 * 86400:
         return f"{seconds / 86400:.1f} days"
@@ -107,12 +136,16 @@ def _span(seconds: float) -> str:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, notifier, source: str = "mic", speed: float = 1.0):
+    def __init__(self, cfg: Config, notifier, source: str = "mic", speed: float = 1.0,
+                 reload: Callable[[], Config] | None = None):
+        """``reload``: reads the config again (as at start) for SIGHUP; raises ConfigError
+        when it no longer loads. None: SIGHUP only says that it cannot reload."""
         self.cfg = cfg
         self.notifier = notifier
         self.source = source
         self.speed = speed
         self.ctx = mp.get_context("spawn")
+        _start_resource_tracker()  # before the first Event or Queue starts it
         self.chunk_dir = cfg.storage.chunk_dir
         self.alert_dir = cfg.storage.alert_dir
         self.secrets = tuple(s for s in (cfg.telegram.token,) if s)
@@ -122,7 +155,6 @@ class Supervisor:
         self.recorder = _Child("recorder")
         self.classifier = _Child("classifier")
         self.rec_stop = self.ctx.Event()
-        self.clf_stop = self.ctx.Event()
         self.rec_q = self.work_q = self.results_q = None
         self.exit_status = 0
         self._signal: int | None = None
@@ -151,6 +183,18 @@ class Supervisor:
         self._disk_trouble = False
         # Live state for `beepnet monitor` (a throttled JSON file in the runtime dir).
         self.status = StatusPublisher(status_path(cfg), cfg, source)
+        self._reload = reload
+        self._reload_asked = False
+        self._model_id = model_identity(cfg.detector)
+        # A classifier loading reloaded detector settings beside the one in use.
+        self.candidate = _Child("classifier")
+        self._cand_q = self._cand_results_q = None
+        self._cand_det: DetectorConfig | None = None
+        self._cand_id: tuple | None = None
+        self._cand_failure: DetectorFailed | None = None
+        self._last_hit: tuple[int, int] | None = None
+        """Stream span (samples) of the last chunk scored as a beep, while the chunks after
+        it are too: the beep event its classifier has open."""
     # -- lifecycle -----------------------------------------------------------------------
 
     def run(self) -> int:
@@ -159,6 +203,11 @@ class Supervisor:
             d.mkdir(parents=True, exist_ok=True)
         self._requeue_leftovers()
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+            # Started under nohup: its owner asked for hangups to be ignored, reloads with them.
+            log.info("SIGHUP is ignored (nohup): restart beepnet to use a changed config")
+        else:
+            old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         try:
             self._start_classifier()
             self._start_recorder()
@@ -174,6 +223,10 @@ class Supervisor:
         if self._signal is None:
             log.info("received %s, stopping", signal.Signals(signum).name)
         self._signal = signum
+
+    def _on_hup(self, _signum: int, _frame) -> None:
+        # Only a flag: the reload runs in the loop, never inside a signal handler.
+        self._reload_asked = True
 
     def _finished(self) -> bool:
         if self.exit_status:
@@ -201,17 +254,26 @@ class Supervisor:
         self._spawn(c.proc)
         c.started_at, c.restart_at = time.monotonic(), None
 
-    def _start_classifier(self) -> None:
-        c = self.classifier
+    def _launch_classifier(self, c: _Child, det: DetectorConfig):
+        """Start ``c`` with detector settings ``det``; returns its (work, results) queues."""
         # Fresh queues: a killed classifier may have died holding the old ones' locks.
-        self.work_q, self.results_q = self.ctx.Queue(), self.ctx.Queue()
+        work, results = self.ctx.Queue(), self.ctx.Queue()
+        c.stop = self.ctx.Event()
         c.proc = self.ctx.Process(
             target=run_classifier, name="classifier", daemon=True,
-            args=(self.cfg.detector, str(self.alert_dir), self.work_q, self.results_q,
-                  self.clf_stop, self.cfg.log.level, self.secrets))
+            args=(det, str(self.alert_dir), work, results, c.stop,
+                  self.cfg.log.level, self.secrets))
         self._spawn(c.proc)
         c.started_at, c.restart_at = time.monotonic(), None
+        return work, results
+
+    def _start_classifier(self) -> None:
+        self.work_q, self.results_q = self._launch_classifier(self.classifier,
+                                                              self.cfg.detector)
         self._clf_ready, self._load_failure, self._load_hung_said = False, None, False
+        self._resend_in_flight()
+
+    def _resend_in_flight(self) -> None:
         # Whatever the dead one had taken is still on disk: send it again, oldest first.
         self.pending.extendleft(reversed(self.in_flight))
         self.in_flight.clear()
@@ -221,6 +283,10 @@ class Supervisor:
 
     def _step(self, timeout: float) -> None:
         self._drain_recorder(timeout)
+        if self._reload_asked:
+            self._reload_asked = False
+            self.reload()
+        self._check_candidate()
         self._drain_results()
         self._feed()
         self._check_children()
@@ -427,6 +493,12 @@ class Supervisor:
             if isinstance(msg, Scored):
                 self._on_scored(msg)
             elif isinstance(msg, Detection):
+                if self._continues_event(msg.chunk):
+                    # A classifier that took over mid-beep (a reload, a restart) starts with
+                    # no open event: its predecessor already alerted this beep.
+                    log.info("beep at %s continues the one already detected",
+                             time.strftime("%H:%M:%S", time.localtime(msg.time)))
+                    continue
                 self.stats.detections += 1
                 alerted = self.notifier.alert(msg, self.watch.running_for(msg.mono))
                 self.status.on_detection(msg.time, msg.score, alerted, msg.clip_path,
@@ -440,12 +512,29 @@ class Supervisor:
 
     def _on_detector_ready(self, msg: DetectorReady) -> None:
         self._detector, self._clf_ready, self._load_failures = msg, True, 0
-        self.status.on_detector(msg.description, msg.threshold)
+        path = model_path(self.cfg.detector)
+        self.status.on_detector(msg.description, msg.threshold, str(path) if path else "")
         if self._load_trouble:
             self._load_trouble = False
             self.notifier.message("detector", f"the detector loaded after all: "
                                   f"{msg.description}")
         self._announce()
+
+    def _continues_event(self, chunk: Chunk) -> bool:
+        """Whether ``chunk`` overlaps the last beep chunk, with no chunk below the threshold
+        between: the same event, by the rule of `beepnet.events.EventTracker`."""
+        if self._last_hit is None:
+            return False
+        start, end = self._last_hit
+        return start <= chunk.start_sample <= end
+
+    def _track_event(self, msg: Scored) -> None:
+        c = msg.chunk
+        if self._detector is not None and msg.score >= self._detector.threshold:
+            self._last_hit = (c.start_sample,
+                              c.start_sample + int(round(c.duration * SAMPLE_RATE)))
+        else:
+            self._last_hit = None
 
     def _on_scored(self, msg: Scored) -> None:
         self._handed_at.pop(msg.chunk.path, None)
@@ -458,6 +547,7 @@ class Supervisor:
             log.debug("chunk %s not scored: %s", msg.chunk.path, msg.error)
         else:
             self.stats.chunks_scored += 1
+            self._track_event(msg)
             self.status.on_scored(msg.score, msg.labels, msg.chunk.start_time)
             log.debug("%s score %.3f", os.path.basename(msg.chunk.path), msg.score)
 
@@ -513,6 +603,129 @@ class Supervisor:
                 f"{self._load_failures} times in a row; trying again, less and less often "
                 "(at least once a minute). No beep is heard until it loads.")
 
+    # -- reload (SIGHUP) --------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Read the config again; load a changed detector beside the one in use."""
+        where = self.cfg.origin.path or "the config (no file: built-in defaults)"
+        if self._reload is None:
+            log.warning("SIGHUP: this daemon cannot reload its config; restart it instead")
+            return
+        log.info("SIGHUP: reloading %s", where)
+        try:
+            new = self._reload()
+        except Exception as e:  # noqa: BLE001 - a bad reload must never stop a listening daemon
+            reason = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+            # What other faults do: the log line, and the owner on Telegram.
+            self.notifier.message("config", f"reload refused, still running with the previous "
+                                  f"settings: {reason}")
+            return
+        other = changed_keys(self.cfg, new, restart_only_sections(self.cfg))
+        if other:
+            log.warning("reload: %s changed: restart beepnet to use %s (only detector.* "
+                        "changes while it runs)", ", ".join(other),
+                        "it" if len(other) == 1 else "them")
+        det, ident = new.detector, model_identity(new.detector)
+        if self.candidate.alive():
+            if (det, ident) == (self._cand_det, self._cand_id):
+                log.info("reload: the new detector is already loading")
+                return
+            log.info("reload: the detector settings changed again: dropping the one loading")
+            self._stop_candidate()
+        if (det, ident) == (self.cfg.detector, self._model_id):
+            log.info("reload: nothing changed for the detector (%s)",
+                     describe_model(self.cfg.detector))
+            return
+        changed = changed_keys(self.cfg, new, ("detector",)) or ["the model file itself"]
+        if self._detector is None:
+            # No detector has loaded yet, so there is none to keep listening with: load the
+            # new one instead, as at start (a model that cannot load stops beepnet, exit 78).
+            log.info("reload: %s changed; loading the detector with the new settings",
+                     ", ".join(changed))
+            self._kill(self.classifier)
+            self.cfg, self._model_id = replace(self.cfg, detector=det), ident
+            self._start_classifier()
+            return
+        log.info("reload: %s changed; loading %s beside the detector in use",
+                 ", ".join(changed), describe_model(det))
+        self._cand_det, self._cand_id, self._cand_failure = det, ident, None
+        self._cand_q, self._cand_results_q = self._launch_classifier(self.candidate, det)
+
+    def _check_candidate(self) -> None:
+        c = self.candidate
+        if c.proc is None:
+            return
+        while True:
+            try:
+                msg = self._cand_results_q.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                break
+            if isinstance(msg, DetectorReady):
+                self._adopt(msg)
+                return
+            if isinstance(msg, DetectorFailed):
+                self._cand_failure = msg
+        if c.died():
+            reason = (self._cand_failure.reason if self._cand_failure
+                      else f"the classifier exited with status {c.proc.exitcode}")
+            self._candidate_failed(reason)
+        elif time.monotonic() - c.started_at > DETECTOR_LOAD_SECONDS:
+            self._candidate_failed(f"still loading after {DETECTOR_LOAD_SECONDS / 60:.0f} min")
+
+    def _candidate_failed(self, reason: str) -> None:
+        self._stop_candidate()
+        in_use = self._detector.description if self._detector else "the previous settings"
+        self.notifier.message(
+            "detector", f"the reloaded detector did not load ({reason}); still listening "
+            f"with {in_use}. Fix the model file or detector.* in the config, then reload "
+            "again.")
+
+    def _stop_candidate(self) -> None:
+        c = self.candidate
+        self._kill(c)
+        c.proc = None
+        self._cand_q = self._cand_results_q = None
+        self._cand_det = self._cand_id = None
+
+    def _adopt(self, ready: DetectorReady) -> None:
+        """The new classifier is ready: the old one scores what it holds and stops, then the
+        new one takes over (with the chunks it could not finish, if any)."""
+        self._retire_classifier()
+        old_id = self._detector.description if self._detector else ""
+        self.classifier, self.candidate = self.candidate, _Child("classifier")
+        self.work_q, self.results_q = self._cand_q, self._cand_results_q
+        self.cfg, self._model_id = replace(self.cfg, detector=self._cand_det), self._cand_id
+        self._cand_q = self._cand_results_q = self._cand_det = self._cand_id = None
+        self._load_failure, self._load_hung_said = None, False
+        self._resend_in_flight()
+        log.info("reload: now using %s, model file %s (was: %s)", ready.description,
+                 describe_model(self.cfg.detector), old_id or "none loaded")
+        self._on_detector_ready(ready)
+
+    def _retire_classifier(self) -> None:
+        c = self.classifier
+        if not c.alive():
+            self._drain_results()  # what a dead one sent before dying; the rest is resent
+            return
+        if not self._clf_ready:
+            self._kill(c)  # still loading (after a crash): it holds no chunk
+            return
+        deadline = time.monotonic() + STOP_GRACE
+        while self.in_flight and c.alive() and time.monotonic() < deadline:
+            self._drain_results()
+            time.sleep(0.02)
+        self.work_q.put(None)
+        self._join(c, self._drain_results, 3.0)
+        self._drain_results()
+
+    @staticmethod
+    def _kill(c: _Child) -> None:
+        """End a classifier that holds no chunk (loading, or loaded and never fed) at once:
+        SIGTERM would only be obeyed once its detector has loaded. Its queues go with it."""
+        if c.alive():
+            c.proc.kill()
+            c.proc.join(2.0)
+
     # -- shutdown --------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
@@ -529,7 +742,9 @@ class Supervisor:
             time.sleep(0.02)
         if self.classifier.alive():
             self.work_q.put(None)
-        self.clf_stop.set()
+        if self.classifier.stop is not None:
+            self.classifier.stop.set()
+        self._stop_candidate()
         self._join(self.classifier, self._drain_results, 3.0)
         self._drain_results()
         left = list(self.pending) + list(self.in_flight)

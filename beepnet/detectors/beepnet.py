@@ -12,6 +12,13 @@ trained on hand-labelled clips learns them through the clip label only, and even
 shipped model's frame targets leave out a beep's first and last 40 ms); inside it, the
 tone detector's spectral-peak tracking finds the tones themselves to about 10 ms. A beep the tracker cannot follow (heavy
 harmonics, a glide) keeps the coarse region.
+
+A model made for one machine (`beepnet enroll`) stores that machine's beep pitches. A
+window it scores as a beep then also needs a tone at one of those pitches (within
+`PITCH_TOLERANCE`, at any tone score): a machine always beeps at its own pitches, and most
+of what a general model confuses with beeps (a flute, a chime on the TV, a spoon on a
+glass) is at some other pitch. A window without one scores just under the threshold (its
+class probabilities stay as the net gave them).
 """
 
 from __future__ import annotations
@@ -29,6 +36,25 @@ from beepnet.model.npnet import limit_blas_threads, load_numpy_model, softmax
 from beepnet.model.preflight import RUNTIMES, TORCH_MISSING, find_default_model
 
 log = logging.getLogger(__name__)
+
+PITCH_TOLERANCE = 0.04
+"""How far (relative) a window's tone may be from an enrolled pitch: the tone tracker's
+estimate wobbles by about 1 %, a piezo's pitch drifts a little with temperature, and 4 %
+is still under a semitone (6 %), so a tune a step away does not pass."""
+
+
+def pitch_tracker(pitches: tuple[float, ...], rate: int = 16000) -> ToneDetector:
+    """The tone tracker `has_pitch` looks with: the tone detector's usual band, widened to
+    take in every enrolled pitch (enroll may have searched a wider `detector.tone_*_hz`)."""
+    lo = min([1000.0, *(f / (1 + 2 * PITCH_TOLERANCE) for f in pitches)])
+    hi = max([6000.0, *(f * (1 + 2 * PITCH_TOLERANCE) for f in pitches)])
+    return ToneDetector(rate, min_hz=max(20.0, lo), max_hz=min(hi, 0.48 * rate))
+
+
+def has_pitch(tones: ToneDetector, x: np.ndarray, pitches: tuple[float, ...]) -> bool:
+    """Whether the window holds a tone (any tone score) at one of ``pitches``."""
+    return any(abs(r.freq_hz - f) <= PITCH_TOLERANCE * f
+               for r in tones.runs(x) for f in pitches)
 
 
 class BeepNetDetector:
@@ -66,14 +92,19 @@ class BeepNetDetector:
         self._beep = self.info.beep_index
         self._frame_s = self.net.frame_seconds
         self._tones = ToneDetector(self.sample_rate)
+        self.pitches = tuple(self.info.beep_pitches_hz)
+        self._pitch_tones = (pitch_tracker(self.pitches, self.sample_rate) if self.pitches
+                             else None)
         # Warm-up: the first call pays the runtime's one-off setup (torch's, BLAS buffers).
         self._probs(np.zeros(int(self.info.window_seconds * self.sample_rate), np.float32))
         log.debug("loaded %s", self.describe())
 
     def describe(self) -> str:
         runtime = f"; {self.runtime} runtime"
+        pitches = (f"; beep at {', '.join(f'{f:.0f}' for f in self.pitches)} Hz"
+                   if self.pitches else "")
         return (f"beepnet model {Path(self.info.path).name} ({', '.join(self.labels)}; "
-                f"threshold {self.threshold:.2f}{runtime})")
+                f"threshold {self.threshold:.2f}{pitches}{runtime})")
 
     def score(self, window: np.ndarray) -> WindowScore:
         x = np.asarray(window, dtype=np.float32).reshape(-1)
@@ -85,9 +116,14 @@ class BeepNetDetector:
         labels = {name: float(p) for name, p in zip(self.labels, probs)}
         score = labels["beep"]
         start = end = None
+        if score >= self.threshold and self.pitches and not self._has_pitch(x[:n]):
+            score = 0.999 * self.threshold  # under it in float32 too
         if score >= self.threshold:
             start, end = self._locate(x[:n], frame_p, n / self.sample_rate)
         return WindowScore(score=score, labels=labels, start=start, end=end)
+
+    def _has_pitch(self, x: np.ndarray) -> bool:
+        return has_pitch(self._pitch_tones, x, self.pitches)
 
     def _torch_probs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities of the window and P(beep) per frame, by torch."""

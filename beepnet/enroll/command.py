@@ -11,7 +11,8 @@ Everything it heard is kept in a folder it names (the owner's own clips: labelle
 data for later), the new model goes to ``<data dir>/models/``, and the config file in use
 (or the user's, created when there is none) gets ``detector.model`` unless the new model
 makes more mistakes than the model in use on the held-out clips (``--force`` overrides).
-The daemon reads its model at start only, so it is told to restart.
+A running daemon with that config file is told to reload it (SIGHUP): it loads the new
+model beside the one in use and switches once it is ready.
 
 Exit status: 0 the new model is in use, 1 unusable input (no microphone, an unreadable
 recording, too few beeps, too little room sound, a config file that cannot be written),
@@ -121,7 +122,7 @@ def _run(cfg: Config, args) -> int:
             raise EnrollError(str(e)) from None
         say(f"set detector.model = \"\" in {target}: the shipped model is in use again "
             f"(enrolled models stay in {data_dir(cfg) / 'models'}).")
-        _say_restart()
+        _tell_daemon(cfg, target, "the shipped model")
         return 0
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -200,7 +201,7 @@ def _base_model(cfg: Config):
     """The model whose body (and head, as the starting point) the new one gets: the model
     in use when it is a BeepNet, else the shipped one."""
     from ..model.arch import NetConfig
-    from ..model.compare import in_use_path
+    from ..model.preflight import in_use_path
     from ..model.modelfile import ModelFileError, read_model_file
     from ..model.preflight import find_default_model
 
@@ -339,9 +340,11 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
     from ..model.compare import load_in_use, score_detector
     from ..model.modelfile import ModelFileError
     from . import clips
+    from .find import beep_pitches
     from .head import write_enrolled
 
     head, s, size = fit(base, recordings, beeps, room)
+    pitches = beep_pitches(beeps)
     hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
     sha = hashlib.sha256()
     for x in [*recordings, room]:
@@ -349,7 +352,8 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
     metrics = {"enrolled_beeps": len(beeps), "enrolled_room_seconds":
                round(len(room) / SAMPLE_RATE, 1), "base_model": Path(base_path).name}
     try:
-        write_enrolled(model_path, base, head, metrics=metrics, data_sha256=sha.hexdigest())
+        write_enrolled(model_path, base, head, metrics=metrics, data_sha256=sha.hexdigest(),
+                       beep_pitches_hz=pitches)
         os.chmod(model_path, 0o644)  # the service's own user reads it
     except OSError as e:
         raise EnrollError(f"cannot write {model_path}: {e.strerror or e}") from None
@@ -373,7 +377,8 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
                     "heldout_negatives": new.negatives,
                     "heldout_false_positives": new.false_positives})
     try:
-        write_enrolled(model_path, base, head, metrics=metrics, data_sha256=sha.hexdigest())
+        write_enrolled(model_path, base, head, metrics=metrics, data_sha256=sha.hexdigest(),
+                       beep_pitches_hz=pitches)
         os.chmod(model_path, 0o644)
     except (OSError, ModelFileError) as e:
         raise EnrollError(f"cannot write {model_path}: {e}") from None
@@ -409,10 +414,12 @@ def _decide(cfg: Config, args, target: Path, model_path: Path, new, current, kee
     say(f"your recordings are in {keep}")
     say("to switch back to the shipped model: beepnet enroll --use-shipped"
         + (f" --config {target}" if cfg.origin.path else ""))
-    _say_restart()
+    _tell_daemon(cfg, target, "the new model")
     return 0
 
 
-def _say_restart() -> None:
-    say("beepnet reads its model when it starts: restart it to use this one "
-        "(the service: sudo systemctl restart beepnet; or stop and start `beepnet run`)")
+def _tell_daemon(cfg: Config, target: Path, what: str) -> None:
+    """Have a running daemon with this config load ``what`` now, and say what happened."""
+    from ..daemon.running import tell_daemon
+
+    say(tell_daemon(cfg, target, what))

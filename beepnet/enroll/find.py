@@ -86,6 +86,23 @@ def find_beeps(x: np.ndarray, recording: int = 0, min_hz: float = 1000.0,
     return out
 
 
+PITCH_GROUP = 0.03
+"""Found beeps within this (relative) of each other are one pitch of the machine."""
+
+
+def beep_pitches(beeps: list[FoundBeep], min_share: float = 0.1) -> list[float]:
+    """The machine's beep pitches: the found beeps' frequencies grouped (within
+    `PITCH_GROUP`), each group's median, in Hz; a group of less than ``min_share`` of the
+    beeps (a tone of the room that passed for one) is left out."""
+    groups: list[list[float]] = []
+    for f in sorted(b.freq_hz for b in beeps):
+        if groups and f - groups[-1][0] <= PITCH_GROUP * groups[-1][0]:
+            groups[-1].append(f)
+        else:
+            groups.append([f])
+    return [float(np.median(g)) for g in groups if len(g) >= max(1, min_share * len(beeps))]
+
+
 def beep_table(beeps: list[FoundBeep], names: list[str]) -> str:
     """The found beeps as a small table, one line each."""
     lines = [f"  {'#':>2}  {'recording':<18} {'time':>7}  {'pitch':>8}  {'length':>7}  "

@@ -135,13 +135,15 @@ def fit_head(base: ModelFile, net: NumpyBeepNet, beeps: Iterable[np.ndarray],
     return replace(head, threshold=threshold_between(head.logits(zn), head.logits(zp)))
 
 
-def write_enrolled(path, base: ModelFile, head: Head, *, metrics: dict, data_sha256: str
-                   ) -> None:
-    """The base model with ``head`` as its classifier (same classes, a new beep row)."""
+def write_enrolled(path, base: ModelFile, head: Head, *, metrics: dict, data_sha256: str,
+                   beep_pitches_hz: list[float] | tuple[float, ...] = ()) -> None:
+    """The base model with ``head`` as its classifier (same classes, a new beep row), and
+    the machine's beep pitches (`find.beep_pitches`), which the detector then checks."""
     tensors = dict(base.tensors)
     tensors["classifier.weight"] = head.weights[:, :, None].astype(np.float32)
     tensors["classifier.bias"] = head.biases.astype(np.float32)
     write_model_file(path, tensors, base.arch, list(base.labels), head.threshold,
                      metrics=metrics, data_sha256=data_sha256,
                      window_seconds=float(base.meta.get("window_seconds", 3.0)),
-                     hop_seconds=float(base.meta.get("hop_seconds", 1.5)))
+                     hop_seconds=float(base.meta.get("hop_seconds", 1.5)),
+                     beep_pitches_hz=beep_pitches_hz)

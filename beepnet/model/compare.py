@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from .modelfile import ModelFileError
 
 if TYPE_CHECKING:
     from ..config import DetectorConfig
@@ -98,21 +97,6 @@ def load_in_use(cfg: "DetectorConfig") -> "Detector":
     from ..detectors import load_detector
 
     return load_detector(cfg)
-
-
-def in_use_path(cfg: "DetectorConfig") -> Path | None:
-    """The model file the config puts in use, or None (the tone detector, or no shipped
-    model to be found)."""
-    if cfg.kind != "beepnet":
-        return None
-    if cfg.model:
-        return Path(cfg.model).expanduser()
-    from .preflight import find_default_model
-
-    try:
-        return find_default_model()
-    except ModelFileError:
-        return None
 
 
 def is_worse(new: Score, current: Score) -> bool:

