@@ -398,7 +398,8 @@ def test_the_monitor_shows_each_alert_s_real_delivery_state(tg, tmp_path):
     n = make_notifier(tmp_path, tg, outbox_max_age_hours=1.0, clock=c.clock)
     cfg = SimpleNamespace(audio=SimpleNamespace(gate_dbfs=-50.0),
                           storage=SimpleNamespace(outbox_dir=tmp_path / "outbox"),
-                          telegram=SimpleNamespace(enabled=True))
+                          telegram=SimpleNamespace(enabled=True),
+                          origin=SimpleNamespace(path=None))
     pub = StatusPublisher(tmp_path / "status.json", cfg, "mic")
     n.start()
     try:
