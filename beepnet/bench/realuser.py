@@ -357,12 +357,12 @@ def _check_pitches(p: np.ndarray, windows: np.ndarray, threshold: float,
                    pitches: tuple[float, ...]) -> None:
     """What the daemon's detector does with an enrolled model (`detectors.beepnet`): a
     window over the threshold without a tone at the machine's pitches drops under it."""
-    from ..detectors.beepnet import has_pitch, pitch_tracker
+    from ..detectors.beepnet import pitch_checked, pitch_tracker
 
     tones = pitch_tracker(pitches, SR)
     for i in np.flatnonzero(p >= threshold):
-        if not has_pitch(tones, windows[i].astype(np.float32) / 32767, pitches):
-            p[i] = 0.999 * threshold
+        p[i] = pitch_checked(float(p[i]), threshold, tones,
+                             windows[i].astype(np.float32) / 32767, pitches)
 
 
 def _beep_batch(job: tuple[str, Machine, dict, int, int, float]) -> dict:

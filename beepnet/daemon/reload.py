@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..config import Config, DetectorConfig
+from ..model.preflight import in_use_path
 
 LIVE_SECTIONS = ("detector",)
 """What a reload applies in the running daemon; everything else needs a restart."""
@@ -19,16 +20,9 @@ IGNORED_SECTIONS = ("record",)
 """Settings the daemon does not use at all (`beepnet record`'s): no advice about them."""
 
 
-def model_path(det: DetectorConfig) -> Path | None:
-    """The model file a BeepNet detector with these settings loads, or None."""
-    from ..model.preflight import in_use_path
-
-    return in_use_path(det)
-
-
 def model_identity(det: DetectorConfig) -> tuple | None:
     """A cheap fingerprint of the model file in use: (resolved path, size, mtime_ns)."""
-    path = model_path(det)
+    path = in_use_path(det)
     if path is None:
         return None
     try:
@@ -42,7 +36,7 @@ def describe_model(det: DetectorConfig) -> str:
     """The model file for a log line: its path, or what stands for it."""
     if det.kind != "beepnet":
         return f"the {det.kind} detector (no model file)"
-    path = model_path(det)
+    path = in_use_path(det)
     shipped = "" if det.model else "the shipped model "
     return f"{shipped}{path}" if path else "the shipped model"
 

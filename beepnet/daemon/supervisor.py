@@ -32,10 +32,10 @@ from ..fsutil import remove_quietly
 from ..config import Config, ConfigError, DetectorConfig
 from ..messages import (Chunk, Detection, DetectorFailed, DetectorReady, Heartbeat, Scored,
                         SourceEnded, SourceFailed, Started)
+from ..model.preflight import in_use_path
 from ..notify.watch import Watch
 from .child import EXIT_DETECTOR, EXIT_DETECTOR_RETRY, run_classifier, run_recorder
-from .reload import (changed_keys, describe_model, model_identity, model_path,
-                     restart_only_sections)
+from .reload import changed_keys, describe_model, model_identity, restart_only_sections
 from .retention import prune
 from .sdnotify import SystemdNotifier
 from .status import StatusPublisher, status_path
@@ -512,7 +512,7 @@ class Supervisor:
 
     def _on_detector_ready(self, msg: DetectorReady) -> None:
         self._detector, self._clf_ready, self._load_failures = msg, True, 0
-        path = model_path(self.cfg.detector)
+        path = in_use_path(self.cfg.detector)
         self.status.on_detector(msg.description, msg.threshold, str(path) if path else "")
         if self._load_trouble:
             self._load_trouble = False

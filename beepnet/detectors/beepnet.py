@@ -63,6 +63,15 @@ def has_pitch(tones: ToneDetector, x: np.ndarray, pitches: tuple[float, ...]) ->
                for r in tones.runs(x) for f in pitches)
 
 
+def pitch_checked(score: float, threshold: float, tones: ToneDetector, x: np.ndarray,
+                  pitches: tuple[float, ...]) -> float:
+    """``score`` as an enrolled model gives it: just under ``threshold`` when it passes but
+    the window holds no tone at ``pitches`` (the tracker runs only on such windows)."""
+    if score >= threshold and pitches and not has_pitch(tones, x, pitches):
+        return 0.999 * threshold  # under it in float32 too
+    return score
+
+
 class BeepNetDetector:
     """Scores 16 kHz mono windows with a BeepNet model file."""
 
@@ -122,8 +131,7 @@ class BeepNetDetector:
         labels = {name: float(p) for name, p in zip(self.labels, probs)}
         score = labels["beep"]
         start = end = None
-        if score >= self.threshold and self.pitches and not self._has_pitch(x[:n]):
-            score = 0.999 * self.threshold  # under it in float32 too
+        score = pitch_checked(score, self.threshold, self._pitch_tones, x[:n], self.pitches)
         if score >= self.threshold:
             start, end = self._locate(x[:n], frame_p, n / self.sample_rate)
         return WindowScore(score=score, labels=labels, start=start, end=end)
