@@ -323,10 +323,11 @@ def cmd_run(cfg: Config, args) -> int:
         return 1
     log.info("beepnet %s: %s", __version__, config.summary(cfg))
     try:
-        notifier = make_notifier(cfg)
+        notifier = make_notifier(cfg, receive=True)
         notifier.start()
         sup = Supervisor(cfg, notifier, source=args.source, speed=args.speed,
                          reload=_reloader(cfg, args))
+        notifier.answer_for(sup)
         try:
             status = sup.run()
         finally:
@@ -353,16 +354,10 @@ def _reloader(cfg: Config, args):
     return reload
 
 
-def make_notifier(cfg: Config):
-    from .notify.notifier import Notifier
+def make_notifier(cfg: Config, receive: bool = False):
+    from .daemon.running import make_notifier
 
-    n = cfg.notify
-    return Notifier(cfg.storage.alert_dir, cfg.storage.outbox_dir,
-                    cooldown_minutes=n.cooldown_minutes,
-                    telegram=cfg.telegram if cfg.telegram.enabled else None,
-                    outbox_max_age_hours=n.outbox_max_age_hours, outbox_max_mb=n.outbox_max_mb,
-                    retry_initial_seconds=n.retry_initial_seconds,
-                    retry_max_seconds=n.retry_max_seconds)
+    return make_notifier(cfg, receive)
 
 
 def _print_replay_summary(source: str, sup, notifier) -> None:

@@ -107,14 +107,24 @@ class TelegramConfig:
     chat_id: str = _opt("", "chat to alert: a numeric id (or @channelname)")
     api_url: str = _opt(DEFAULT_API_URL, "root of the Bot API server; requests go to "
                         "{api_url}/bot{token}/{method}")
+    allowed_user_ids: str = _opt(
+        "", "in a group chat, the user ids that may command the bot, separated by commas "
+        "(empty: every member of the chat; other chats never may)")
 
     @property
     def enabled(self) -> bool:
         return bool(self.token and self.chat_id)
 
+    @property
+    def allowed_users(self) -> frozenset[int]:
+        return frozenset(int(x) for x in re.split(r"[,\s]+", self.allowed_user_ids) if x)
+
 
 @dataclass(frozen=True)
 class NotifyConfig:
+    name: str = _opt("", "this listener's short name, the room or the appliance ('garage', "
+                     "'washer'): messages begin with it (empty: they name the microphone "
+                     "only)")
     cooldown_minutes: float = _opt(2.0, "at most one beep alert per this many minutes",
                                    lo=0.0, hi=24 * 60.0)
     retry_initial_seconds: float = _opt(1.0, "first wait before re-sending after a network "
@@ -161,6 +171,8 @@ class StorageConfig:
                             lo=0.01, hi=36500.0)
     keep_mb: float = _opt(500.0, "alert clips and records beyond this total are deleted, "
                           "oldest first", lo=1.0, hi=1e7)
+    recent_minutes: float = _opt(10.0, "non-silent audio kept this long in the RAM-backed "
+                                 "directory for /missed (0: none)", lo=0.0, hi=60.0)
 
     @property
     def path(self) -> Path:
@@ -172,6 +184,16 @@ class StorageConfig:
         if runtime:
             return Path(os.path.expanduser(runtime)) / "chunks"
         return self.path / "chunks"
+
+    @property
+    def recent_dir(self) -> Path:
+        """The last minutes of non-silent chunks (`beepnet.daemon.recent`), beside them."""
+        return self.chunk_dir.parent / "recent"
+
+    @property
+    def feedback_dir(self) -> Path:
+        """The owner's corrections and saved audio, in the layout `beepnet train` reads."""
+        return self.path / "feedback"
 
     @property
     def alert_dir(self) -> Path:
@@ -503,6 +525,14 @@ def _cross_check(cfg: Config) -> None:
         # Never echo the token itself, not even a wrong one.
         raise ConfigError("telegram.token is not allowed: expected a bot token as @BotFather "
                           "gives it (digits, a colon, then 35 letters/digits)")
+    if t.allowed_user_ids and not re.fullmatch(r"\s*\d+(\s*[,\s]\s*\d+)*\s*",
+                                                t.allowed_user_ids):
+        raise ConfigError(f"telegram.allowed_user_ids = {t.allowed_user_ids!r} is not "
+                          "allowed: expected numeric user ids separated by commas, e.g. "
+                          '"123456789, 987654321"')
+    if len(cfg.notify.name) > 40 or not cfg.notify.name.isprintable():
+        raise ConfigError(f"notify.name = {cfg.notify.name!r} is not allowed: expected a "
+                          "short name on one line (at most 40 characters), e.g. \"garage\"")
     if not re.match(r"^https?://[^/\s]+", t.api_url):
         raise ConfigError(f"telegram.api_url = {t.api_url!r} is not allowed: expected an "
                           "http:// or https:// URL")

@@ -57,6 +57,11 @@ class EventTracker:
         self._open = Event(b_start, b_end, result.score, start, end)
         return self._open, closed
 
+    @property
+    def current(self) -> Event | None:
+        """The open event, if any."""
+        return self._open
+
     def finish(self) -> Event | None:
         """Close the open event, if any, and return it."""
         closed, self._open = self._open, None

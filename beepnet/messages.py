@@ -2,7 +2,10 @@
 
 recorder   --Chunk, Started, Heartbeat, SourceEnded, SourceFailed-->  supervisor
 supervisor --Chunk (None = stop)-->                                   classifier
-classifier --DetectorReady or DetectorFailed, Scored, Detection-->     supervisor
+classifier --DetectorReady or DetectorFailed, Scored,
+             BeepStarted, then Detection-->                        supervisor
+supervisor --ListenRequest, SetHop-->                                 recorder
+recorder   --ListenClip-->                                            supervisor
 supervisor --Detection-->                                             notifier
 
 Chunks travel as paths to 16-bit WAV files, never as audio, so a queue entry stays small and a
@@ -85,20 +88,39 @@ class Scored:
 
 
 @dataclass(frozen=True)
-class Detection:
-    """The start of a beep event: the first positive chunk after a negative one."""
+class BeepStarted:
+    """A beep event has begun (its first positive chunk): its Detection follows once the
+    pattern has ended. Should the classifier die in between, the supervisor alerts from
+    this, without a clip."""
 
     chunk: Chunk
     score: float
     time: float
-    """Wall-clock time of the beep's start (epoch seconds)."""
     offset: float
-    """Stream time of the beep's start: seconds since the recorder's stream began."""
+    mono: float = 0.0
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A beep pattern that has ended (`beepnet.daemon.pattern`), from its first beep."""
+
+    chunk: Chunk
+    """The chunk in which its first beep was heard."""
+    score: float
+    time: float
+    """Wall-clock time of the first beep's start (epoch seconds)."""
+    offset: float
+    """Stream time of the first beep's start: seconds since the recorder's stream began."""
     clip_path: str
-    """WAV clip of the beep with the audio before it, kept under storage.dir/alerts."""
+    """WAV clip of the whole pattern, with a little before and after, kept under
+    storage.dir/alerts ("" when it could not be written)."""
     detector: str
     mono: float = 0.0
-    """``time.monotonic()`` of the beep's start (see Chunk.start_mono)."""
+    """``time.monotonic()`` of the first beep's start (see Chunk.start_mono)."""
+    length: float = 0.0
+    """Seconds from the first beep's start to the last one's end."""
+    clip_offset: float = 0.0
+    """Seconds into the clip where the first beep starts."""
 
 
 @dataclass(frozen=True)
@@ -117,3 +139,28 @@ class DetectorFailed:
     """One line: what is wrong (the model file's problem, or the error)."""
     permanent: bool
     """True when loading again cannot help (a bad or missing model file, a bad setting)."""
+
+
+@dataclass(frozen=True)
+class ListenRequest:
+    """The owner asked what the microphone hears (`/listen`): write the last seconds the
+    recorder heard, gated or not, to ``path``."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class ListenClip:
+    """The recorder wrote ``seconds`` of its latest audio to ``path`` (``seconds`` 0: it had
+    none yet, and wrote nothing)."""
+
+    path: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SetHop:
+    """Windows ``seconds`` apart from now on (None: audio.hop_seconds again). Denser while a
+    beep pattern is open, so that its end is heard sooner (`beepnet.daemon.pattern`)."""
+
+    seconds: float | None

@@ -136,3 +136,28 @@ def test_events_split_at_a_gap_and_at_a_stream_restart():
     assert opened and closed and closed.end == 3.0
     opened, closed = tr.update(0.0, 3.0, _ws(0.9))  # stream clock went back to zero
     assert opened and closed
+
+
+def test_chunker_hop_can_change_mid_stream_and_loses_nothing():
+    """Denser windows while a beep pattern is open (the supervisor's SetHop), then back."""
+    from beepnet.audio.chunker import Chunker
+
+    x = np.arange(20 * 16000, dtype=np.float32)
+    c = Chunker(48000, 24000)
+    starts = []
+    for k in range(0, len(x), 1600):
+        if k == 4 * 16000:
+            c.set_hop(8000)       # 0.5 s: the next window starts 0.5 s after the last one
+        if k == 8 * 16000:
+            c.set_hop(24000)      # and back to 1.5 s
+        for w in c.push(x[k: k + 1600]):
+            assert np.array_equal(w.audio, x[w.start: w.start + 48000])
+            starts.append(w.start / 16000)
+    starts += [w.start / 16000 for w in c.flush()]
+    # At 4 s only the window at 0 had ended; the next one starts 0.5 s after it, and its
+    # audio (to 3.5 s) is there already: given out at once.
+    assert starts[:2] == [0.0, 0.5]
+    gaps = np.diff(starts)
+    assert set(np.round(gaps, 3)) == {0.5, 1.5}
+    assert (gaps == 0.5).sum() >= 7
+    assert starts[-1] + 3.0 >= 20.0  # the tail is covered

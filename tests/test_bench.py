@@ -18,7 +18,7 @@ from beepnet.bench import live
 from beepnet.config import DetectorConfig
 from beepnet.testing import vmic
 
-SECTIONS = {"quality": 12, "speed": 14, "training": 13, "live": 24}
+SECTIONS = {"quality": 12, "speed": 14, "training": 13, "live": 27}
 # (section, words in the measure) -> range a sane value falls in
 SANE = [
     ("quality", "recall", 0.0, 1.0),
@@ -35,7 +35,8 @@ SANE = [
     ("live", "CPU", 0.01, 100.0),
     ("live", "RSS", 10.0, 4000.0),
     ("live", "PSS", 5.0, 4000.0),
-    ("live", "alert", -1.0, 10.0),
+    ("live", "alert request", -1.0, 10.0),
+    ("live", "clip", 0.0, 1.0),
 ]
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
 
@@ -84,3 +85,19 @@ def test_live_first_daemon_is_the_default():
     assert "default" in label
     assert set(settings) == {f"detector.kind={default.kind}",
                              f"detector.runtime={default.runtime}"}
+
+
+def test_clip_share_finds_how_much_of_a_pattern_an_mp3_holds():
+    """The live part's clip check: a clip of the whole pattern holds all of it; one cut
+    after the third of five beeps holds what those three last."""
+    from beepnet.notify.mp3 import encode_mp3
+
+    audio, patterns, _ = live.signal_with_beeps(live.LiveSettings())
+    beeps = next(p for p in patterns if len(p) == 5)
+    sr = live.SR
+    whole = encode_mp3(audio[int((beeps[0][0] - 2) * sr): int((beeps[-1][1] + 1) * sr)])
+    cut = encode_mp3(audio[int((beeps[0][0] - 8) * sr): int(beeps[2][1] * sr)])
+    assert live.clip_share(whole, audio, beeps) == 1.0
+    three = sum(e - s for s, e in beeps[:3]) / sum(e - s for s, e in beeps)
+    assert abs(live.clip_share(cut, audio, beeps) - three) < 0.01
+    assert live.clip_share(b"not an mp3", audio, beeps) is None

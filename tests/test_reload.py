@@ -256,7 +256,7 @@ def test_a_classifier_taking_over_mid_beep_does_not_alert_it_again(tmp_path):
 
     from beepnet.config import Config, StorageConfig
     from beepnet.daemon.supervisor import Supervisor
-    from beepnet.messages import Chunk, Detection, DetectorReady, Scored
+    from beepnet.messages import BeepStarted, Chunk, Detection, DetectorReady, Scored
 
     alerts = Alerts()
     sup = Supervisor(Config(storage=StorageConfig(dir=str(tmp_path))), alerts, source="x.wav")
@@ -265,17 +265,22 @@ def test_a_classifier_taking_over_mid_beep_does_not_alert_it_again(tmp_path):
     chunk = [Chunk(str(tmp_path / f"{i}.wav"), i * 24000, 100.0 + i * 1.5, 3.0, -20.0)
              for i in range(6)]
 
-    def heard(i: int, score: float, detected: bool) -> None:
-        if detected:
-            sup.results_q.put(Detection(chunk[i], score, chunk[i].start_time, i * 1.5, "",
-                                        "test"))
+    def detection(i: int) -> Detection:
+        return Detection(chunk[i], 0.9, chunk[i].start_time, i * 1.5, "", "test")
+
+    def heard(i: int, score: float, *before) -> None:
+        for msg in before:
+            sup.results_q.put(msg)
         sup.results_q.put(Scored(chunk[i], score))
         sup._drain_results()
 
-    heard(0, 0.9, True)     # the old classifier opens the event and alerts
-    heard(1, 0.9, True)     # the new one, mid-beep: the same event
-    heard(2, 0.9, False)
-    heard(3, 0.1, False)    # the event ends
-    heard(4, 0.9, True)     # a new beep, overlapping the quiet chunk: alerted
+    start = [BeepStarted(chunk[i], 0.9, chunk[i].start_time, i * 1.5) for i in range(6)]
+    heard(0, 0.9, start[0])                 # the old classifier opens the event
+    sup.results_q.put(detection(0))         # and ends its pattern as it stops: alerted
+    heard(1, 0.9, start[1])                 # the new one, mid-beep: the same event
+    heard(2, 0.9)
+    heard(3, 0.1, detection(1))             # the event ends: its pattern is not alerted
+    heard(4, 0.9, start[4])                 # a new beep, overlapping the quiet chunk
+    heard(5, 0.1, detection(4))             # alerted when its pattern ends
     assert alerts.alerted == [0.0, 6.0]
     assert sup.stats.detections == 2

@@ -33,7 +33,17 @@ class Chunker:
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = 0      # stream index of _buf[0]
         self._next_start = 0     # stream index where the next window starts
+        self._last_start: int | None = None  # start of the last window given out
         self.samples_in = 0      # total samples pushed, for loss accounting
+
+    def set_hop(self, hop: int) -> None:
+        """From now on, windows ``hop`` samples apart, counted from the last one given out
+        (a shorter hop gives the next window sooner: its audio is still in the buffer)."""
+        if not 0 < hop <= self.size:
+            raise ValueError(f"need 0 < hop <= size, got hop={hop} size={self.size}")
+        self.hop = hop
+        if self._last_start is not None:
+            self._next_start = self._last_start + hop
 
     def push(self, block: np.ndarray) -> Iterator[Window]:
         """Add samples; yield every window they complete."""
@@ -43,6 +53,7 @@ class Chunker:
         while self._next_start + self.size <= self._buf_start + len(self._buf):
             off = self._next_start - self._buf_start
             yield Window(self._next_start, self._buf[off: off + self.size].copy(), self.size)
+            self._last_start = self._next_start
             self._next_start += self.hop
         self._trim()
 
@@ -50,7 +61,7 @@ class Chunker:
         """At end of stream: the windows that cover the remaining tail, zero-padded."""
         end = self._buf_start + len(self._buf)
         # A tail is only worth a window if it holds samples no earlier window covered.
-        covered = self._next_start - self.hop + self.size if self._next_start else 0
+        covered = self._last_start + self.size if self._last_start is not None else 0
         while self._next_start < end and end > covered:
             off = self._next_start - self._buf_start
             audio = np.zeros(self.size, dtype=np.float32)
@@ -58,15 +69,19 @@ class Chunker:
             audio[: len(part)] = part
             yield Window(self._next_start, audio, len(part))
             covered = self._next_start + self.size
+            self._last_start = self._next_start
             self._next_start += self.hop
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = end
 
     def _trim(self) -> None:
-        drop = self._next_start - self._buf_start
+        # Kept from just after the last window's start, for set_hop.
+        keep = self._next_start if self._last_start is None else min(self._next_start,
+                                                                       self._last_start + 1)
+        drop = keep - self._buf_start
         if drop > 0:
             self._buf = self._buf[drop:]
-            self._buf_start = self._next_start
+            self._buf_start = keep
 
 
 class StreamWindower:

@@ -45,12 +45,17 @@ def write_wav_atomic(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> 
     import numpy as np
 
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+    write_pcm16_atomic(path, pcm.tobytes(), rate)
+
+
+def write_pcm16_atomic(path: Path, pcm: bytes, rate: int = SAMPLE_RATE) -> None:
+    """The same from 16-bit little-endian PCM bytes (no numpy: the supervisor uses it)."""
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
+        w.writeframes(pcm)
     write_atomic(path, buf.getvalue())
 
 

@@ -12,8 +12,11 @@ real time, while:
   (``/proc/<pid>/smaps_rollup``) of each, and ``VmHWM`` (peak RSS) at the end;
 - a reader of the microphone (``VirtualMic.listen``) timestamps when the played audio
   reaches recorders, so each beep's end is known on this process's monotonic clock, the
-  same clock the fake server stamps requests with. Latency = time the server received
-  ``sendAudio`` - time the beep ended.
+  same clock the fake server stamps requests with. The beeps come in patterns (one to five
+  beeps, as machines signal their end) and an alert waits for its pattern to end: latency =
+  time the server received ``sendAudio`` - time the pattern's last beep ended;
+- each alert's MP3 is decoded and placed in the played signal (cross-correlation): the share
+  of its pattern's beeps that it holds.
 
 All daemons run at once, each with its own fake server: the default one (BeepNet on the
 numpy runtime) and, to compare, BeepNet on the torch runtime and the tone detector. That
@@ -49,6 +52,7 @@ from ..training import synth
 from ..testing.procs import children, cmdline, comm, cpu_ticks, memory_kb, pss_kb
 from .report import (
     CLASSIFIER_RSS_MB,
+    CLIP_COVERAGE,
     DAEMON_CPU_PERCENT,
     LATENCY_MEDIAN_S,
     LATENCY_P95_S,
@@ -77,9 +81,13 @@ DAEMONS = {
 built-in default (tests/test_bench.py checks that against the config): its settings are
 spelled out all the same, so that its rows measure what they are labelled with."""
 SEPARATION_S = 7.0
-"""Between beep starts, and from the washer's start and end to a beep: so long that the
-windows hearing one sound (3 s each, 1.5 s apart) never touch those hearing the next."""
-MAX_BEEP_S = 0.8
+"""From the washer's start to a pattern, from a pattern's end to the next one, and from the
+last to the washer's end: so long that the windows hearing one sound (3 s each, 1.5 s
+apart) never touch those hearing the next."""
+MAX_BEEP_S = 0.6
+MAX_GAP_S = 0.6
+MAX_BEEPS = 5
+MAX_PATTERN_S = MAX_BEEPS * MAX_BEEP_S + (MAX_BEEPS - 1) * MAX_GAP_S
 ROOM_RMS = 0.0005
 """Room tone around the washer: about -66 dBFS, below the default -50 dBFS gate."""
 ONSET_LEVEL = 0.0002
@@ -89,8 +97,8 @@ microphone gives exact zeros before it; the room tone's first samples cross it a
 
 @dataclass(frozen=True)
 class LiveSettings:
-    seconds: float = 64.0
-    """Washer with beeps played into the microphone (between room tone)."""
+    seconds: float = 108.0
+    """Washer with beep patterns played into the microphone (between room tone)."""
     lead_s: float = 2.0
     """Room tone before the washer."""
     beeps: int = 8
@@ -106,7 +114,7 @@ class LiveSettings:
     seed: int = 31
 
 
-QUICK = LiveSettings(seconds=16.0, beeps=1, settle_s=4.0, tail_s=5.0)
+QUICK = LiveSettings(seconds=20.0, beeps=1, settle_s=4.0, tail_s=6.0)
 
 
 def measures(daemon: str) -> dict[str, tuple[str, Target | None]]:
@@ -118,40 +126,81 @@ def measures(daemon: str) -> dict[str, tuple[str, Target | None]]:
             "rss": (f"daemon peak RSS, all processes, {name}", TOTAL_RSS_MB),
             "classifier_rss": (f"classifier peak RSS, {name}", CLASSIFIER_RSS_MB),
             "recorder": (f"recorder peak RSS, {name}", RECORDER_RSS_MB),
-            "median": (f"beep end to alert request, median, {name}", LATENCY_MEDIAN_S),
-            "p95": (f"beep end to alert request, p95, {name}", LATENCY_P95_S)}
+            "median": (f"pattern end to alert request, median, {name}", LATENCY_MEDIAN_S),
+            "p95": (f"pattern end to alert request, p95, {name}", LATENCY_P95_S),
+            "clip": (f"share of the beep pattern in the alert's clip, lowest, {name}",
+                     CLIP_COVERAGE)}
 
 
-def signal_with_beeps(s: LiveSettings) -> tuple[np.ndarray, list[tuple[float, float]], float]:
-    """Room tone, then a running washer with single beeps, then room tone again for
-    ``tail_s``; returns the audio, (start, end) of each beep and the washer's start, all in
-    seconds from the signal's first sample.
+Beeps = list[tuple[float, float]]
 
-    The room tone sits below the default gate, like a quiet room, and keeps the microphone
-    from ever jumping between digital silence and a washer (no real microphone does that).
-    Beeps are at least SEPARATION_S from each other and from the washer's start and end:
-    the windows hearing one never touch those hearing another sound, so each beep is its own
-    event and alert (with the cooldown off), whatever a detector makes of the rest.
+
+def signal_with_beeps(s: LiveSettings) -> tuple[np.ndarray, list[Beeps], float]:
+    """Room tone, then a running washer with beep patterns, then room tone again for
+    ``tail_s``; returns the audio, the (start, end) of each beep of each pattern and the
+    washer's start, all in seconds from the signal's first sample.
+
+    A pattern is one to five beeps of one pitch, 0.2-0.6 s each, 0.2-0.6 s apart. The room
+    tone sits below the default gate, like a quiet room, and keeps the microphone from ever
+    jumping between digital silence and a washer (no real microphone does that). Patterns
+    are SEPARATION_S from each other and from the washer's start and end: the windows
+    hearing one never touch those hearing another sound, so each is its own event and alert
+    (with the cooldown off), whatever a detector makes of the rest.
     """
     rng = np.random.default_rng(s.seed)
     x = synth.room(rng, s.lead_s + s.seconds + s.tail_s, level=ROOM_RMS)
     washer = synth.washer(rng, s.seconds, phase="wash")
     washer *= synth.envelope(len(washer), SR, 1.0, 1.0)  # the machine fades in and out
-    # Evenly spread between SEPARATION_S after the start and SEPARATION_S before the end.
-    span = s.seconds - 2 * SEPARATION_S - MAX_BEEP_S
-    step = span / (s.beeps - 1) if s.beeps > 1 else 0.0
-    if span < 0 or (s.beeps > 1 and step < SEPARATION_S):
-        raise ValueError(f"{s.seconds:.0f} s of washer is too short for {s.beeps} beeps")
-    beeps = []
+    # Pattern starts evenly spread from SEPARATION_S after the start; the last one ends
+    # SEPARATION_S before the end at the latest.
+    slot = SEPARATION_S + MAX_PATTERN_S
+    if s.beeps * slot + SEPARATION_S > s.seconds:
+        raise ValueError(f"{s.seconds:.0f} s of washer is too short for {s.beeps} patterns")
+    step = (s.seconds - 2 * SEPARATION_S - MAX_PATTERN_S) / max(1, s.beeps - 1)
+    patterns = []
     for k in range(s.beeps):
-        length = float(rng.uniform(0.3, MAX_BEEP_S))
         at = round((SEPARATION_S + k * step) * SR) / SR
-        washer = synth.mix(washer, synth.beep(float(rng.uniform(1800, 4200)), length), at,
-                           float(rng.uniform(6, 15)))
-        beeps.append((s.lead_s + at, s.lead_s + at + length))
+        freq, snr = float(rng.uniform(1800, 4200)), float(rng.uniform(6, 15))
+        beeps = []
+        for _ in range(int(rng.integers(1, MAX_BEEPS + 1))):
+            length = round(float(rng.uniform(0.2, MAX_BEEP_S)) * SR) / SR
+            washer = synth.mix(washer, synth.beep(freq, length), at, snr)
+            beeps.append((s.lead_s + at, s.lead_s + at + length))
+            at += length + round(float(rng.uniform(0.2, MAX_GAP_S)) * SR) / SR
+        patterns.append(beeps)
     start = int(s.lead_s * SR)
     x[start:start + len(washer)] += washer
-    return np.clip(x, -1, 1).astype(np.float32), beeps, s.lead_s
+    return np.clip(x, -1, 1).astype(np.float32), patterns, s.lead_s
+
+
+def clip_share(mp3: bytes, played: np.ndarray, beeps: Beeps) -> float | None:
+    """Share of the beeps' time (seconds into ``played``, at SR) that the alert's MP3 holds,
+    placed where it fits the played signal best (cross-correlation around the beeps); None
+    when it cannot be decoded."""
+    import io
+
+    import soundfile as sf
+
+    try:
+        clip, rate = sf.read(io.BytesIO(mp3), dtype="float32")
+    except (RuntimeError, sf.LibsndfileError):
+        return None
+    if clip.ndim > 1:
+        clip = clip.mean(axis=1)
+    if rate != SR:
+        from ..audio.resample import resample
+
+        clip = resample(clip, rate, SR)
+    # Where it can be: from 25 s before the first beep to 25 s after the last.
+    lo = max(0, int((beeps[0][0] - 25.0) * SR))
+    ref = played[lo: int((beeps[-1][1] + 25.0) * SR)]
+    if len(clip) == 0 or len(ref) <= len(clip):
+        return 0.0
+    n = 1 << int(np.ceil(np.log2(len(ref) + len(clip))))
+    corr = np.fft.irfft(np.fft.rfft(ref, n) * np.conj(np.fft.rfft(clip, n)), n)
+    at = (lo + int(np.argmax(corr[: len(ref) - len(clip) + 1]))) / SR
+    held = sum(max(0.0, min(e, at + len(clip) / SR) - max(b, at)) for b, e in beeps)
+    return held / sum(e - b for b, e in beeps)
 
 
 @dataclass
@@ -368,20 +417,23 @@ class Daemon:
         self.tg.stop()
 
 
-def latencies(beep_ends: list[float], beep_starts: list[float], requests: list[float],
-              window: float = SEPARATION_S) -> tuple[list[float], int]:
-    """Latency of each beep's first alert request (within ``window`` s of its start) and the
-    number of requests that belong to no beep. The next beep starts no sooner than
-    SEPARATION_S later, so a missed beep never takes the next one's alert."""
+def latencies(spans: list[tuple[float, float]], requests: list[float]
+              ) -> tuple[list[float], list[int | None], int]:
+    """Latency of each pattern's alert request (the first one after its start and before
+    the next pattern's start: patterns are SEPARATION_S apart, so a missed one never takes
+    the next one's alert) from its end; which request that was (None: no alert); and the
+    number of requests that belong to no pattern."""
     used: set[int] = set()
-    out = []
-    for start, end in zip(beep_starts, beep_ends):
-        for i, t in enumerate(requests):
-            if i not in used and start <= t < start + window:
-                used.add(i)
-                out.append(t - end)
-                break
-    return out, len(requests) - len(used)
+    out, which = [], []
+    for k, (start, end) in enumerate(spans):
+        until = spans[k + 1][0] if k + 1 < len(spans) else math.inf
+        hit = next((i for i, t in enumerate(requests)
+                    if i not in used and start <= t < until), None)
+        which.append(hit)
+        if hit is not None:
+            used.add(hit)
+            out.append(requests[hit] - end)
+    return out, which, len(requests) - len(used)
 
 
 def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
@@ -392,8 +444,8 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
         return [r for d in settings.detectors
                 for r in skipped_rows(SECTION, list(measures(d).values()), reason)], \
             {"skipped": reason}
-    audio, beeps, washer_at = signal_with_beeps(settings)
-    details: dict = {"settings": asdict(settings), "beeps": beeps}
+    audio, patterns, washer_at = signal_with_beeps(settings)
+    details: dict = {"settings": asdict(settings), "patterns": patterns}
     daemons: list[Daemon] = []
     with vmic.VirtualMic(rate=48000) as mic:
         try:
@@ -406,11 +458,12 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
             try:
                 time.sleep(1.0)  # the clock reader's first blocks: silence
                 clock.arm()
-                log.info("live: playing %.0f s (%.0f s of washer, %d beeps) into the virtual "
-                         "microphone", len(audio) / SR, settings.seconds, len(beeps))
+                log.info("live: playing %.0f s (%.0f s of washer, %d beep patterns) into the "
+                         "virtual microphone", len(audio) / SR, settings.seconds,
+                         len(patterns))
                 t_play = time.monotonic()
                 mic.play(audio, rate=SR)  # returns once the tail has played too
-                want = len(beeps)
+                want = len(patterns)
                 deadline = time.monotonic() + 3.0  # the tail's grace, if it was not enough
                 while time.monotonic() < deadline and any(
                         len(d.tg.requests("sendAudio")) < want for d in daemons):
@@ -451,8 +504,12 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
         peak = peaks[d.detector]
         pss, pss_total = sampler.memory_mb("pss")
         rss, rss_total = sampler.memory_mb("rss")
-        reqs = [r.time for r in d.tg.requests("sendAudio")]
-        lat, false = latencies([t0 + e for _, e in beeps], [t0 + s for s, _ in beeps], reqs)
+        sent = d.tg.requests("sendAudio")
+        reqs = [r.time for r in sent]
+        lat, which, false = latencies([(t0 + p[0][0], t0 + p[-1][1]) for p in patterns], reqs)
+        shares = [clip_share(sent[i].files["audio"][2], audio, p) if "audio" in sent[i].files
+                  else 0.0 for p, i in zip(patterns, which) if i is not None]
+        shares = [0.0 if x is None else x for x in shares]
         details[d.detector] = {"cpu_percent": cpu, "peak_rss_mb": peak,
                                "max_sampled_rss_mb": rss, "max_sampled_rss_total_mb": rss_total,
                                "max_pss_mb": pss, "max_pss_total_mb": pss_total,
@@ -461,11 +518,12 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
                                    "max_pss_total_alone_mb": solo_alone}
                                   if d is solo and others else {}),
                                "latencies_s": lat, "false_alerts": false,
+                               "clip_shares": shares,
                                # seconds into the played signal, to compare with "beeps"
                                "alerts_at_s": [round(t - t0, 3) for t in reqs],
                                "alerts": len(reqs), "pids": d.pids}
         per = ", ".join(f"{k} {v:.1f}%" for k, v in cpu.items())
-        alerted = f"{len(lat)} of {len(beeps)} beeps alerted" + (
+        alerted = f"{len(lat)} of {len(patterns)} beep patterns alerted" + (
             f", {false} other alerts" if false else "")
         if not others:
             where = "alone"
@@ -494,6 +552,9 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
                 m["median"][1], fmt=".2f", note=alerted),
             Row(SECTION, m["p95"][0], float(np.percentile(lat, 95)) if lat else None, "s",
                 m["p95"][1], fmt=".2f"),
+            Row(SECTION, m["clip"][0], min(shares) if shares else None, "", m["clip"][1],
+                fmt=".2f", note=(f"mean {np.mean(shares):.2f} over {len(shares)} alerts; "
+                                 "MP3 decoded, placed by cross-correlation" if shares else "")),
         ]
     return rows, details
 

@@ -58,8 +58,11 @@ TOTAL_PSS_MB = Target("<=", 100.0)
 TOTAL_RSS_MB = Target("<=", 160.0)
 CLASSIFIER_RSS_MB = Target("<=", 45.0)
 RECORDER_RSS_MB = Target("<=", 60.0)
-LATENCY_MEDIAN_S = Target("<=", 1.5)
+# From the end of a beep pattern's last beep to the alert's request at the Bot API: the
+# alert waits for the pattern to end, so that its clip holds all of it (issue 15).
+LATENCY_MEDIAN_S = Target("<=", 2.0)
 LATENCY_P95_S = Target("<=", 3.0)
+CLIP_COVERAGE = Target(">=", 0.90)
 USER_TRAINING_S = Target("<=", 120.0)
 # On held-out recordings of the user's own beep, after training on their first set.
 USER_RECALL = Target(">=", 0.99)

@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import errno
 import logging
+import queue
 import time
 from pathlib import Path
 from typing import Callable
 
 from ..audio.chunker import StreamWindower, Window
+from ..audio.ring import AudioRing
 from ..audio.wav import write_wav_atomic
 from ..audio.gate import Gate
 from ..audio.sources import FileSource, MicSource, Source, SourceError
 from ..config import AudioConfig
-from ..messages import Chunk, Heartbeat, SourceEnded, SourceFailed, Started
+from ..messages import (Chunk, Heartbeat, ListenClip, ListenRequest, SetHop, SourceEnded,
+                        SourceFailed, Started)
 from . import child
+from .recent import RecentChunks
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 0.2
 """Often enough for `beepnet monitor`'s level meter to move smoothly."""
+LISTEN_SECONDS = 10.0
+"""What `/listen` sends: the last seconds heard, whatever the gate made of them."""
 
 
 def make_source(audio: AudioConfig, source: str, speed: float) -> Source:
@@ -51,7 +57,12 @@ class Recorder:
     """Cuts one source's stream into gated chunks and hands each to ``emit``."""
 
     def __init__(self, audio: AudioConfig, chunk_dir: Path, emit: Callable[[object], None],
-                 should_stop: Callable[[], bool] = lambda: False):
+                 should_stop: Callable[[], bool] = lambda: False,
+                 requests: Callable[[], object | None] | None = None,
+                 recent: RecentChunks | None = None):
+        """``requests``: returns the supervisor's next ListenRequest or SetHop, or None (the
+        daemon's; `beepnet record` has none). ``recent``: keeps the chunks of the last
+        minutes (`/missed`)."""
         self.audio = audio
         self.chunk_dir = Path(chunk_dir)
         self.emit = emit
@@ -62,6 +73,10 @@ class Recorder:
         self.delivered = False
         """Whether the last run() got any audio (a source that worked, then failed)."""
         self._last_write_error: str | None = None
+        self.requests = requests
+        self.recent = recent
+        self.ring = AudioRing(LISTEN_SECONDS, self.rate) if requests else None
+        self._stream: StreamWindower | None = None
 
     def run(self, source: Source, time_scale: float = 1.0) -> bool:
         """Record until the source ends (True), fails (raises SourceError) or we are stopped.
@@ -77,8 +92,8 @@ class Recorder:
             source.close()
 
     def _loop(self, source: Source, time_scale: float) -> bool:
-        stream = StreamWindower(source.rate, self.audio.chunk_seconds, self.audio.hop_seconds,
-                                self.rate)
+        stream = self._stream = StreamWindower(source.rate, self.audio.chunk_seconds,
+                                               self.audio.hop_seconds, self.rate)
         session = time.strftime("%Y%m%d-%H%M%S")
         next_beat = 0.0
         level = -120.0
@@ -89,6 +104,9 @@ class Recorder:
             out, windows = stream.push(block)
             if len(out):
                 level = max(level, self.gate.peak_dbfs(out))
+                if self.ring is not None:
+                    self.ring.push(out)
+                    self._serve_requests()
             if windows:
                 clocks = _Now(stream.samples)
                 for window in windows:
@@ -127,9 +145,29 @@ class Recorder:
             log.warning("writing chunks works again (%d lost)", self.write_errors)
             self._last_write_error = None
         self.written += 1
+        if self.recent is not None:
+            self.recent.add(path, session, window.start, window.start + window.valid)
         ago = (now.samples - window.start) / self.rate * time_scale
         self.emit(Chunk(str(path), window.start, now.wall - ago, window.valid / self.rate,
                         self.gate.peak_dbfs(audio), time_scale, now.mono - ago))
+
+    def _serve_requests(self) -> None:
+        while (req := self.requests()) is not None:
+            if isinstance(req, SetHop):
+                hop = req.seconds or self.audio.hop_seconds
+                self._stream.chunker.set_hop(int(round(min(hop, self.audio.chunk_seconds)
+                                                       * self.rate)))
+                continue
+            if not isinstance(req, ListenRequest):
+                continue
+            seconds = self.ring.seconds
+            try:
+                if seconds:
+                    write_wav_atomic(Path(req.path), self.ring.last(), self.rate)
+            except OSError as e:
+                log.error("cannot write the /listen clip %s: %s", req.path, e.strerror or e)
+                seconds = 0.0
+            self.emit(ListenClip(req.path, seconds))
 
     def _write_failed(self, path: Path, e: OSError) -> None:
         self.write_errors += 1
@@ -141,11 +179,31 @@ class Recorder:
             self._last_write_error = reason
 
 
+def _poller(q) -> Callable[[], object | None]:
+    def poll():
+        try:
+            return q.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            return None
+    return poll
+
+
 def recorder_main(audio: AudioConfig, source: str, speed: float, chunk_dir: str,
-                  out, stop, log_level: str, secrets: tuple[str, ...] = ()) -> None:
-    """Entry point of the recorder child process."""
+                  out, stop, log_level: str, secrets: tuple[str, ...] = (),
+                  requests=None, recent_dir: str = "", recent_seconds: float = 0.0) -> None:
+    """Entry point of the recorder child process. ``requests``: the supervisor's queue of
+    ListenRequests and SetHops;
+    ``recent_dir``: where the chunks of the last ``recent_seconds`` are kept for /missed."""
     child.init("recorder", log_level, secrets, stop)
-    rec = Recorder(audio, Path(chunk_dir), out.put, stop.is_set)
+    recent = None
+    if recent_dir and recent_seconds > 0:
+        try:
+            recent = RecentChunks(Path(recent_dir), recent_seconds)
+        except OSError as e:
+            log.warning("cannot keep recent audio in %s (%s): /missed will have none",
+                        recent_dir, e.strerror or e)
+    rec = Recorder(audio, Path(chunk_dir), out.put, stop.is_set,
+                   _poller(requests) if requests is not None else None, recent)
     is_mic = source == "mic"
     backoff = 1.0
     while not stop.is_set():

@@ -1,4 +1,5 @@
-"""Finding the daemon that runs with a config file, and telling it to reload (SIGHUP).
+"""The running daemon: its notifier, built from the config (`make_notifier`); finding the
+daemon that runs with a config file, and telling it to reload (SIGHUP).
 
 The daemon publishes its pid, its config file and a fresh time stamp in its status file
 (`beepnet.daemon.status`), beside its chunks. A pid is signalled only when that status is
@@ -34,6 +35,26 @@ class Found:
     config: str | None = None
     unreadable: Path | None = None
     """A status file this user may not read: a daemon of another user may be running."""
+
+
+def make_notifier(cfg, receive: bool = False):
+    """The notifier, with exactly the settings it needs. ``receive``: also answer commands
+    and button presses (a `beepnet run` daemon; not a one-off message before exiting)."""
+    from ..notify.commands import BotSettings
+    from ..notify.notifier import Notifier
+
+    n, t, s = cfg.notify, cfg.telegram, cfg.storage
+    bot = None
+    if receive and t.enabled:
+        bot = BotSettings(state_dir=s.path / "telegram", feedback_dir=s.path / "feedback",
+                          alert_dir=s.alert_dir, status_file=status_path(cfg),
+                          storage_dir=s.path, name=n.name,
+                          allowed_user_ids=t.allowed_users)
+    return Notifier(s.alert_dir, s.outbox_dir, cooldown_minutes=n.cooldown_minutes,
+                    telegram=t if t.enabled else None,
+                    outbox_max_age_hours=n.outbox_max_age_hours, outbox_max_mb=n.outbox_max_mb,
+                    retry_initial_seconds=n.retry_initial_seconds,
+                    retry_max_seconds=n.retry_max_seconds, bot=bot)
 
 
 def is_beepnet_run(pid: int) -> bool:

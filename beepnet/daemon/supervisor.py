@@ -30,8 +30,9 @@ from dataclasses import dataclass, replace
 from ..audio import SAMPLE_RATE
 from ..fsutil import remove_quietly
 from ..config import Config, ConfigError, DetectorConfig
-from ..messages import (Chunk, Detection, DetectorFailed, DetectorReady, Heartbeat, Scored,
-                        SourceEnded, SourceFailed, Started)
+from ..messages import (BeepStarted, Chunk, Detection, DetectorFailed, DetectorReady, Heartbeat,
+                        ListenClip, ListenRequest, Scored, SetHop, SourceEnded, SourceFailed,
+                        Started)
 from ..model.preflight import in_use_path
 from ..notify.watch import Watch
 from .child import EXIT_DETECTOR, EXIT_DETECTOR_RETRY, run_classifier, run_recorder
@@ -61,6 +62,10 @@ this often."""
 TELL_AFTER_LOAD_FAILURES = 3
 """Failed loads in a row that may pass (out of memory ...) before the owner is told: one
 retry that works is not news."""
+DENSE_HOP_SECONDS = 0.5
+"""Window spacing while a beep pattern is open (the configured one, 1.5 s, otherwise)."""
+LISTEN_TIMEOUT_SECONDS = 5.0
+"""A recorder that has not written the `/listen` clip by then is not getting audio."""
 CLOCK_STEP_SECONDS = 60.0
 """A jump of the wall clock against the monotonic one larger than this is logged."""
 _CHUNK_NAME = re.compile(r"^(\d{8}-\d{6})_(\d{10})\.wav$")
@@ -155,7 +160,7 @@ class Supervisor:
         self.recorder = _Child("recorder")
         self.classifier = _Child("classifier")
         self.rec_stop = self.ctx.Event()
-        self.rec_q = self.work_q = self.results_q = None
+        self.rec_q = self.work_q = self.results_q = self.rec_requests = None
         self.exit_status = 0
         self._signal: int | None = None
         self._source_done = False
@@ -192,6 +197,13 @@ class Supervisor:
         self._cand_det: DetectorConfig | None = None
         self._cand_id: tuple | None = None
         self._cand_failure: DetectorFailed | None = None
+        self._listens: queue.Queue = queue.Queue()
+        """`/listen` requests from the notifier's thread: (callback, when asked)."""
+        self._listening: dict[str, tuple[Callable, float]] = {}
+        """Clip path -> (callback, deadline) of requests the recorder has."""
+        self._listen_seq = 0
+        self._beep: BeepStarted | None = None
+        """The beep event the classifier in use has open: its Detection is still to come."""
         self._last_hit: tuple[int, int] | None = None
         """Stream span (samples) of the last chunk scored as a beep, while the chunks after
         it are too: the beep event its classifier has open."""
@@ -247,10 +259,12 @@ class Supervisor:
         c = self.recorder
         # Fresh queue: a recorder that died mid-put may have left the old one's lock held.
         self.rec_q = self.ctx.Queue()
+        self.rec_requests = self.ctx.Queue()
         c.proc = self.ctx.Process(
             target=run_recorder, name="recorder", daemon=True,
             args=(self.cfg.audio, self.source, self.speed, str(self.chunk_dir), self.rec_q,
-                  self.rec_stop, self.cfg.log.level, self.secrets))
+                  self.rec_stop, self.cfg.log.level, self.secrets, self.rec_requests,
+                  str(self.cfg.storage.recent_dir), self.cfg.storage.recent_minutes * 60))
         self._spawn(c.proc)
         c.started_at, c.restart_at = time.monotonic(), None
 
@@ -287,6 +301,7 @@ class Supervisor:
             self._reload_asked = False
             self.reload()
         self._check_candidate()
+        self._serve_listens()
         self._drain_results()
         self._feed()
         self._check_children()
@@ -415,6 +430,13 @@ class Supervisor:
             self._announce()
         elif isinstance(msg, SourceFailed):
             self._on_source_failed(msg)
+        elif isinstance(msg, ListenClip):
+            callback, _ = self._listening.pop(msg.path, (None, 0.0))
+            if callback is None:
+                remove_quietly(msg.path)  # asked for long ago: the owner had an answer
+            else:
+                callback(msg.path if msg.seconds else None, msg.seconds,
+                         "" if msg.seconds else "nothing heard yet")
         elif isinstance(msg, SourceEnded):
             log.info("replay finished after %.1f s of audio", msg.samples / SAMPLE_RATE)
             self._source_done = True
@@ -454,9 +476,12 @@ class Supervisor:
             return
         self._announced = True
         self.systemd.ready(f"listening on {self._started.device}")
-        self.notifier.message(
-            "start", f"listening on {self._started.device}; detector "
-            f"{self._detector.description}, threshold {self._detector.threshold:.2f}")
+        from ..notify.report import start_text
+
+        # The phone gets what a person needs; the technical line goes to the log (and /status).
+        log.info("listening on %s; detector %s, threshold %.2f", self._started.device,
+                 self._detector.description, self._detector.threshold)
+        self.notifier.message("start", start_text(self.cfg.notify.name, self._started.device))
 
     def _bound_backlog(self) -> None:
         limit = self.cfg.storage.max_backlog_chunks
@@ -492,23 +517,52 @@ class Supervisor:
                 return
             if isinstance(msg, Scored):
                 self._on_scored(msg)
-            elif isinstance(msg, Detection):
-                if self._continues_event(msg.chunk):
-                    # A classifier that took over mid-beep (a reload, a restart) starts with
-                    # no open event: its predecessor already alerted this beep.
+            elif isinstance(msg, BeepStarted):
+                # A classifier that took over mid-beep (a reload, a restart) starts with no
+                # open event: its predecessor already alerted this beep.
+                self._beep = None if self._continues_event(msg.chunk) else msg
+                if self._beep is None:
                     log.info("beep at %s continues the one already detected",
                              time.strftime("%H:%M:%S", time.localtime(msg.time)))
-                    continue
-                self.stats.detections += 1
-                alerted = self.notifier.alert(msg, self.watch.running_for(msg.mono))
-                self.status.on_detection(msg.time, msg.score, alerted, msg.clip_path,
-                                         self.notifier.delivery_of(msg) if alerted else None)
-                self.watch.beeped()
-                self._next_prune = 0.0  # a new clip: check the limits now
+                else:
+                    self._dense(True)
+            elif isinstance(msg, Detection):
+                if self._beep is not None and self._beep.chunk == msg.chunk:
+                    self._beep = None
+                    self._dense(False)
+                    self._on_detection(msg)
             elif isinstance(msg, DetectorReady):
                 self._on_detector_ready(msg)
             elif isinstance(msg, DetectorFailed):
                 self._load_failure = msg
+
+    def _on_detection(self, msg: Detection) -> None:
+        """A beep pattern has ended: what happens when the machine finishes."""
+        self.stats.detections += 1
+        alerted = self.notifier.alert(msg, self.watch.running_for(msg.mono))
+        self.status.on_detection(msg.time, msg.score, alerted, msg.clip_path,
+                                 self.notifier.delivery_of(msg) if alerted else None)
+        self.watch.beeped()
+        self._next_prune = 0.0  # a new clip: check the limits now
+
+    def _beep_unfinished(self, why: str) -> None:
+        """The classifier that heard a beep start died before the pattern ended: alert the
+        beep all the same, without its clip (nothing lost)."""
+        b, self._beep = self._beep, None
+        if b is None:
+            return
+        self._dense(False)
+        log.warning("the beep at %s is alerted without its clip: %s",
+                    time.strftime("%H:%M:%S", time.localtime(b.time)), why)
+        self._on_detection(Detection(b.chunk, b.score, b.time, b.offset, "",
+                                     self._detector.description if self._detector else "",
+                                     b.mono))
+
+    def _dense(self, on: bool) -> None:
+        """While a beep pattern is open, windows every DENSE_HOP_SECONDS: the window that
+        shows its end comes sooner (the alert waits for it), and costs a few ms to score."""
+        if self.rec_requests is not None and self.recorder.alive():
+            self.rec_requests.put(SetHop(DENSE_HOP_SECONDS if on else None))
 
     def _on_detector_ready(self, msg: DetectorReady) -> None:
         self._detector, self._clf_ready, self._load_failures = msg, True, 0
@@ -568,6 +622,7 @@ class Supervisor:
             # The dead one's queues go with it; take what it managed to send first.
             if c is self.classifier:
                 self._drain_results()
+                self._beep_unfinished(f"the classifier died (exit status {code})")
             else:
                 self._drain_recorder(0.0)
             if c is self.classifier and code in (EXIT_DETECTOR, EXIT_DETECTOR_RETRY):
@@ -602,6 +657,40 @@ class Supervisor:
                 "detector", f"cannot load the detector ({failed.reason}), "
                 f"{self._load_failures} times in a row; trying again, less and less often "
                 "(at least once a minute). No beep is heard until it loads.")
+
+    # -- the owner's requests (from the notifier's thread) ------------------------------------
+
+    def listen(self, callback: Callable[[str | None, float, str], None]) -> None:
+        """`/listen`: ask the recorder for the last seconds it heard. Any thread may call
+        this; ``callback(path, seconds, why_not)`` is called later in the supervisor's
+        loop, with a WAV the caller then owns, or None and one line on why not."""
+        self._listens.put((callback, time.monotonic()))
+
+    def save_recent(self, dest) -> int:
+        """`/missed`: copy the last minutes of non-silent chunks into ``dest``; how many
+        (any thread: only files are touched)."""
+        from .recent import save_recent
+
+        return save_recent(self.cfg.storage.recent_dir, dest)
+
+    def _serve_listens(self) -> None:
+        now = time.monotonic()
+        while True:
+            try:
+                callback, _ = self._listens.get_nowait()
+            except queue.Empty:
+                break
+            if not self.recorder.alive() or self._mic_lost:
+                callback(None, 0.0, "no audio: the microphone is not delivering any")
+                continue
+            self._listen_seq += 1
+            path = str(self.chunk_dir.parent / f"listen-{os.getpid()}-{self._listen_seq}.wav")
+            self._listening[path] = (callback, now + LISTEN_TIMEOUT_SECONDS)
+            self.rec_requests.put(ListenRequest(path))
+        for path, (callback, deadline) in list(self._listening.items()):
+            if now > deadline:
+                del self._listening[path]
+                callback(None, 0.0, "no audio: the recorder did not answer")
 
     # -- reload (SIGHUP) --------------------------------------------------------------------
 
@@ -706,6 +795,7 @@ class Supervisor:
         c = self.classifier
         if not c.alive():
             self._drain_results()  # what a dead one sent before dying; the rest is resent
+            self._beep_unfinished("the classifier died")
             return
         if not self._clf_ready:
             self._kill(c)  # still loading (after a crash): it holds no chunk
@@ -717,6 +807,7 @@ class Supervisor:
         self.work_q.put(None)
         self._join(c, self._drain_results, 3.0)
         self._drain_results()
+        self._beep_unfinished("the detector in use stopped before the beep pattern ended")
 
     @staticmethod
     def _kill(c: _Child) -> None:
@@ -747,6 +838,7 @@ class Supervisor:
         self._stop_candidate()
         self._join(self.classifier, self._drain_results, 3.0)
         self._drain_results()
+        self._beep_unfinished("beepnet stopped before the beep pattern ended")
         left = list(self.pending) + list(self.in_flight)
         for chunk in left:
             remove_quietly(chunk.path)
@@ -776,6 +868,8 @@ class Supervisor:
     def _remove_stray_temp_files(self) -> None:
         for p in self.chunk_dir.glob(".*.tmp"):
             remove_quietly(str(p))
+        for path in self._listening:  # /listen clips the recorder wrote too late
+            remove_quietly(path)
 
     def _requeue_leftovers(self) -> None:
         """Chunks left on disk by a crash are classified first, not silently lost."""

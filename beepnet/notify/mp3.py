@@ -15,8 +15,9 @@ from ..audio.wav import pcm16
 if TYPE_CHECKING:
     import numpy as np
 
-MAX_CLIP_SECONDS = 10.0
-"""Telegram plays anything under its 50 MB upload limit; ten seconds keep the message small."""
+MAX_CLIP_SECONDS = 20.0
+"""Telegram plays anything under its 50 MB upload limit; the classifier caps a beep
+pattern's clip at 20 s (`beepnet.daemon.pattern`), 120 kB of MP3."""
 
 
 def encode_pcm16(pcm: bytes, rate: int = SAMPLE_RATE, kbps: int = 48) -> bytes:
@@ -40,9 +41,8 @@ def encode_mp3(audio: np.ndarray, rate: int = SAMPLE_RATE, kbps: int = 48) -> by
 
 
 def clip_to_mp3(wav_path: str, max_seconds: float = MAX_CLIP_SECONDS) -> bytes:
-    """The alert clip (a WAV the classifier kept) as MP3, its last ``max_seconds`` at most.
-
-    The beep is at the end of the clip (context comes before it): the end is kept."""
+    """The alert clip (a WAV the classifier kept) as MP3, its last ``max_seconds`` at most
+    (the classifier's clips are never longer)."""
     keep = int(max_seconds * SAMPLE_RATE)
     pcm = pcm16(wav_path, SAMPLE_RATE, last=keep)
     if pcm is not None:

@@ -9,6 +9,10 @@ written, messages go out from memory (a bounded queue) and the owner is told. Wi
 configured there is no thread: alerts and messages go to the log, and each alert's record is
 kept beside its clip.
 
+With ``bot`` settings (a daemon, not a one-off message) the same thread and Bot also receive:
+commands and the buttons under each alert (`beepnet.notify.polling`, `.commands`), and beep
+alerts honour a mute (`.mute`).
+
 Clocks: the wall clock only for what a person reads; durations, timeouts and pauses are
 monotonic, and outbox ages use CLOCK_BOOTTIME (see outbox.py), so setting the clock is harmless.
 """
@@ -27,7 +31,9 @@ from pathlib import Path
 from ..fsutil import write_atomic
 from ..logs import redact
 from ..messages import Detection
+from .commands import BotSettings
 from .mp3 import clip_to_mp3
+from .mute import Mute
 from .outbox import Clock, Item, Outbox
 from .timefmt import minutes_text, span_text
 
@@ -49,6 +55,7 @@ UNSAVED = "not kept on disk"
 UNSAVED_SENT = "sent (not kept on disk)"
 UNSAVED_DROPPED = "dropped (not kept on disk)"
 CONSOLE_ONLY = "logged"
+MUTED = "muted"
 
 
 def _local(t: float, fmt: str = "%H:%M:%S") -> str:
@@ -78,8 +85,9 @@ class Notifier:
     def __init__(self, alert_dir: Path, outbox_dir: Path, *, cooldown_minutes: float,
                  telegram=None, outbox_max_age_hours: float = 48.0, outbox_max_mb: float = 50.0,
                  retry_initial_seconds: float = 1.0, retry_max_seconds: float = 300.0,
-                 clock: Clock | None = None):
-        """``telegram`` is the TelegramConfig when Telegram is configured, else None."""
+                 clock: Clock | None = None, bot: BotSettings | None = None):
+        """``telegram`` is the TelegramConfig when Telegram is configured, else None;
+        ``bot``: receive commands and button presses too (only with ``telegram``)."""
         self.alert_dir = Path(alert_dir)
         self.cooldown = cooldown_minutes * 60.0
         self.telegram = telegram
@@ -93,6 +101,23 @@ class Notifier:
                        if telegram is not None else None)
         self._delivery = (_Delivery(self.outbox, telegram, retry_initial_seconds,
                                     retry_max_seconds) if telegram is not None else None)
+        self.mute: Mute | None = None
+        if telegram is not None and bot is not None:
+            self.mute = Mute(bot.state_dir)
+            self._delivery.poller = self._make_poller(bot)
+
+    def _make_poller(self, bot: BotSettings):
+        from .commands import Commands
+        from .polling import Poller
+
+        commands = Commands(bot, self.telegram.chat_id, self.mute, self.undelivered,
+                            self.message, self.telegram.token)
+        return Poller(bot.state_dir, commands, self.message, self.telegram.token)
+
+    def answer_for(self, daemon) -> None:
+        """Let /listen and /missed reach the running daemon (the Supervisor)."""
+        if self._delivery is not None and self._delivery.poller is not None:
+            self._delivery.poller.commands.daemon = daemon
 
     # -- what the supervisor calls -------------------------------------------------------
 
@@ -125,6 +150,10 @@ class Notifier:
         log.info("[%s] %s", kind, text)
         if self.outbox is None:
             return
+        until = self.mute.until() if self.mute is not None else None
+        if kind == "start" and until is not None:
+            text += (f" Beep alerts are muted until {_local(until, '%H:%M')} (/unmute to "
+                     "end it).")
         try:
             self._queue(kind, text)
         except Exception as e:  # noqa: BLE001 - the supervisor must go on listening
@@ -165,13 +194,20 @@ class Notifier:
                   "epoch": round(det.time, 3), "offset": round(det.offset, 3),
                   "score": round(det.score, 4), "detector": det.detector,
                   "clip": det.clip_path, "level_dbfs": round(det.chunk.peak_dbfs, 1)}
+        record.update(_clip_geometry(det))
+        muted = self.mute is not None and self.mute.hold(det.time)
+        if muted:
+            record["muted"] = True
         self.alerts.append(record)
-        state = self._track(det, QUEUED if self.outbox is not None else CONSOLE_ONLY)
-        log.warning("ALERT beep at %s (score %.2f) clip %s", when, det.score,
-                    det.clip_path or "(none)")
+        state = self._track(det, MUTED if muted else
+                            QUEUED if self.outbox is not None else CONSOLE_ONLY)
+        log.warning("ALERT beep at %s (score %.2f) clip %s%s", when, det.score,
+                    det.clip_path or "(none)",
+                    f"; muted until {_local(self.mute.until() or 0, '%H:%M')}: not sent"
+                    if muted else "")
         stem = Path(det.clip_path).stem if det.clip_path else f"{int(det.time)}-beep"
         self._write_record(self.alert_dir / f"{stem}.json", record)
-        if self.outbox is None:
+        if self.outbox is None or muted:
             return
         audio = None
         if det.clip_path:
@@ -181,9 +217,12 @@ class Notifier:
                 log.error("cannot make the MP3 clip from %s: %s", det.clip_path, e)
         # How long ago the beep began, for its age in the outbox.
         ago = time.monotonic() - det.mono if det.mono else time.time() - det.time
+        # The buttons' alert id: the clip's stem (the feedback reads the clip by it).
+        buttons = ({"alert": stem, "feedback": bool(det.clip_path and audio)}
+                   if self._delivery.poller is not None else {})
         self._queue("beep", beep_caption(det, running_for), audio,
                     title=f"Beep {_local(det.time, '%H:%M')}", created=det.time,
-                    ago=min(max(ago, 0.0), 600.0), state=state)
+                    ago=min(max(ago, 0.0), 600.0), state=state, **buttons)
 
     def _track(self, det: Detection, state: str) -> AlertState:
         tracked = self._tracked[det.time] = AlertState(state)
@@ -193,8 +232,8 @@ class Notifier:
 
     def _queue(self, kind: str, text: str, audio: bytes | None = None, title: str = "",
                created: float | None = None, ago: float = 0.0,
-               state: AlertState | None = None) -> None:
-        item = self.outbox.new_item(kind, text, title, created, ago)
+               state: AlertState | None = None, **extra) -> None:
+        item = self.outbox.new_item(kind, text, title, created, ago, **extra)
         if state is not None:
             self._delivery.track(item.id, state)
         try:
@@ -231,8 +270,22 @@ class Notifier:
             log.error("cannot write alert record %s: %s", path, e.strerror or e)
 
 
+def _clip_geometry(det: Detection) -> dict:
+    """Where the beep lies in its clip, for the feedback buttons (`beepnet.notify.feedback`):
+    ``beep_at`` and ``beep_length`` (seconds into the clip), ``clip_start_sample`` (its
+    first sample in the stream). Empty when the clip says nothing about it."""
+    from ..audio import SAMPLE_RATE
+
+    if not det.clip_path or det.length <= 0:
+        return {}  # no clip, or one made without its pattern's geometry
+    at = det.clip_offset
+    return {"beep_at": round(at, 3), "beep_length": round(det.length, 3),
+            "clip_start_sample": max(0, int(round((det.offset - at) * SAMPLE_RATE)))}
+
+
 class _Delivery:
-    """The delivery thread: sends the outbox oldest first, with retries, until stopped."""
+    """The delivery thread: sends the outbox oldest first, with retries, until stopped.
+    With a ``poller``, the same loop and Bot also receive (`beepnet.notify.polling`)."""
 
     def __init__(self, outbox: Outbox, telegram, retry_initial: float, retry_max: float):
         self.outbox = outbox
@@ -257,6 +310,10 @@ class _Delivery:
         """Since when (monotonic) nothing could be delivered, and the latest reason."""
         self._attempt_began: float | None = None
         self._again = False
+        self.poller = None
+        """The Poller when this daemon receives commands and button presses, else None."""
+        self._accepted: asyncio.Event | None = None
+        """Set once Telegram has accepted a message: receiving starts then."""
 
     # -- called from the supervisor's thread ------------------------------------------------
 
@@ -318,15 +375,22 @@ class _Delivery:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._accepted = asyncio.Event()
         self._ready.set()
         bot = None
+        polling: asyncio.Task | None = None
         try:
             while True:
                 # Cleared before the work, so a message queued during it is not left waiting.
                 self._wake.clear()
+                if self._stopping.is_set() and polling is not None:
+                    polling.cancel()  # no new commands while stopping
                 if not self._paused():
                     try:
                         bot = bot or self._make_bot()
+                        if self.poller is not None and polling is None \
+                                and not self._stopping.is_set():
+                            polling = asyncio.create_task(self._poll(bot))
                         await self._send_all(bot)
                         self._fault, self._fault_backoff = None, 0.0
                     except Exception as exc:  # noqa: BLE001 - delivery must outlive any fault
@@ -338,6 +402,12 @@ class _Delivery:
                 except asyncio.TimeoutError:
                     pass
         finally:
+            if polling is not None:
+                polling.cancel()
+                try:
+                    await polling
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - ending anyway
+                    pass
             try:
                 if bot is not None:
                     await bot.shutdown()
@@ -348,6 +418,27 @@ class _Delivery:
         from .telegram import make_bot
 
         return make_bot(self.tg.token, self.tg.api_url)
+
+    async def _poll(self, bot) -> None:
+        """The receiving task; Poller.run handles its own faults, this catches its bugs."""
+        while True:
+            try:
+                await self.poller.run(bot, self._accepted)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - receiving must outlive a bug
+                log.error("receiving from Telegram stopped on an error (%s: %s); starting "
+                          "again in a minute", type(exc).__name__,
+                          redact(str(exc), (self.tg.token,)))
+                await asyncio.sleep(60)
+
+    def _buttons(self, item: Item):
+        """The alert's inline keyboard, when this daemon receives the presses."""
+        if self.poller is None or not item.extra.get("alert"):
+            return None
+        from .commands import alert_keyboard
+
+        return alert_keyboard(item.extra["alert"], bool(item.extra.get("feedback")))
 
     def _on_fault(self, exc: Exception) -> None:
         """Log a fault once (not at every turn while it lasts), and back off."""
@@ -495,7 +586,8 @@ class _Delivery:
                     outage = self._outage_note()
                     text = outage + late_note(self.outbox.age(item)) + item.text
                     self._attempt_began = time.monotonic()
-                    await deliver(bot, self.tg.chat_id, text, audio, item.title)
+                    await deliver(bot, self.tg.chat_id, text, audio, item.title,
+                                  reply_markup=self._buttons(item))
         except TelegramError as exc:
             return self._refused(exc, item, saved)
         except Exception as exc:  # noqa: BLE001 - a bug here must not kill delivery for good
@@ -506,6 +598,8 @@ class _Delivery:
             return False
         if saved:
             self.outbox.remove(item)
+        if self._accepted is not None:
+            self._accepted.set()
         self._set_state(item, SENT if saved else UNSAVED_SENT, final=True)
         self.refusal = None
         self._down = self._attempt_began = None

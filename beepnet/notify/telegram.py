@@ -150,18 +150,18 @@ def late_note(age: float) -> str:
 
 
 async def deliver(bot: Bot, chat_id: str, text: str, audio: Path | bytes | None,
-                  title: str = "", filename: str = "beep.mp3") -> None:
+                  title: str = "", filename: str = "beep.mp3", reply_markup=None) -> None:
     """One attempt at sending a message (a clip with ``text`` as its caption when there is
-    ``audio``); raises TelegramError on failure."""
+    ``audio``; ``reply_markup``: the alert's buttons); raises TelegramError on failure."""
     if isinstance(audio, Path):
         filename = audio.name
     if audio is not None:
         # A Path, not an open file: a retried upload from a file handle would send 0 bytes.
         await bot.send_audio(chat_id, audio=audio, caption=text[:CAPTION_LIMIT],
                              title=title or "beep", performer="beepnet",
-                             filename=filename)
+                             filename=filename, reply_markup=reply_markup)
     else:
-        await bot.send_message(chat_id, text[:TEXT_LIMIT])
+        await bot.send_message(chat_id, text[:TEXT_LIMIT], reply_markup=reply_markup)
 
 
 async def self_test(token: str, chat_id: str, api_url: str, audio: bytes,

@@ -26,6 +26,13 @@ trailing slash: requests then arrive as ``POST /bot<token>/<method>``.  File
 downloads use ``base_file_url + token + "/" + file_path``, i.e.
 ``GET /file/bot<token>/<file_path>``.
 
+Incoming updates: :meth:`FakeTelegram.add_update` (a message, e.g. a command) and
+:meth:`FakeTelegram.add_callback_query` (a press on a button of a message the bot sent) queue
+updates for getUpdates; answerCallbackQuery (recorded in ``callback_answers``),
+editMessageCaption / editMessageText / editMessageReplyMarkup (the stored message changes:
+:meth:`FakeTelegram.message_by_id`) and setMyCommands (``commands``) are served. A second
+poller's 409 is ``fail_always(409, description=CONFLICT, method="getUpdates")``.
+
 Scripted failures (see :meth:`FakeTelegram.fail_next` and friends) are queued
 and consumed one per request, in order, by the first request whose method
 matches (``method=None`` matches any request).  A long outage
@@ -64,6 +71,10 @@ DEFAULT_CHAT_ID = 12345
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_LONG_POLL = 30.0  # cap on getUpdates' `timeout`, so a stuck test cannot hang forever
+#: What Telegram answers (409) to a getUpdates while another one is polling with the token.
+CONFLICT = ("Conflict: terminated by other getUpdates request; make sure that only one bot "
+            "instance is running")
+_COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 
 # /bot<token>/<method> and /file/bot<token>/<file_path>
 _API_PATH = re.compile(r"^/bot(?P<token>[^/]*)/(?P<method>[^/]*)$")
@@ -482,6 +493,9 @@ class FakeTelegram:
         self._message_ids: dict[int | str, int] = {}
         self._files: dict[str, dict] = {}          # file_id -> stored upload
         self._file_seq = 0
+        self._callbacks: dict[str, dict] = {}      # callback_query id -> its update
+        self.callback_answers: list[dict] = []     # answerCallbackQuery calls, as fields
+        self.commands: list[dict] = []             # what setMyCommands registered last
 
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -497,6 +511,13 @@ class FakeTelegram:
             "deletewebhook": lambda req: True,
             "getwebhookinfo": self._get_webhook_info,
             "getfile": self._get_file,
+            "answercallbackquery": self._answer_callback_query,
+            "editmessagecaption": lambda req: self._edit_message(req, "caption"),
+            "editmessagetext": lambda req: self._edit_message(req, "text"),
+            "editmessagereplymarkup": lambda req: self._edit_message(req, None),
+            "setmycommands": self._set_my_commands,
+            "getmycommands": lambda req: list(self.commands),
+            "deletemycommands": self._delete_my_commands,
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -719,6 +740,35 @@ class FakeTelegram:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": m.end()}]
         return self.add_raw_update({"message": message})
 
+    def add_callback_query(self, message: dict, data: str, *, user_id: int | None = None,
+                           first_name: str = "Tester", username: str | None = "tester") -> dict:
+        """Queue a button press on `message` (a Message the bot sent, as :meth:`messages`
+        returns it) with callback data `data`, by `user_id` (default: the chat's own id for
+        a private chat). Returns the update; its ``callback_query.id`` is what
+        answerCallbackQuery must name."""
+        chat_id = message["chat"]["id"]
+        sender = user_id if user_id is not None else (chat_id if chat_id > 0 else 777000)
+        user = {"id": sender, "is_bot": False, "first_name": first_name}
+        if username:
+            user["username"] = username
+        with self._cond:
+            current = next((m for m in self._messages if m["chat"]["id"] == chat_id
+                            and m["message_id"] == message["message_id"]), message)
+            query_id = f"{zlib.crc32(json.dumps(current).encode()):08x}{len(self._callbacks):06d}"
+            update = {"callback_query": {"id": query_id, "from": user,
+                                         "message": json.loads(json.dumps(current)),
+                                         "chat_instance": f"ci{chat_id}", "data": data}}
+            update = self.add_raw_update(update)
+            self._callbacks[query_id] = update
+            return update
+
+    def message_by_id(self, chat_id: int | str, message_id: int) -> dict | None:
+        """The bot's message as it stands now (edits included), or None."""
+        key = self._chat(_chat_key(chat_id))["id"]
+        with self._cond:
+            return next((dict(m) for m in self._messages
+                         if m["chat"]["id"] == key and m["message_id"] == message_id), None)
+
     def add_raw_update(self, update: dict) -> dict:
         """Queue any Update object; an ``update_id`` is assigned unless it has one."""
         with self._cond:
@@ -774,7 +824,7 @@ class FakeTelegram:
             raise _ApiError(400, "Bad Request: message text is empty")
         if len(text) > MAX_TEXT:
             raise _ApiError(400, "Bad Request: message is too long")
-        return self._deliver(chat, {"text": text})
+        return self._deliver(chat, {"text": text, **self._markup(req)})
 
     def _send_media(self, req: Request, kind: str) -> dict:
         """sendAudio / sendVoice / sendDocument: an upload, or the file_id of one."""
@@ -791,10 +841,23 @@ class FakeTelegram:
             media["file_name"] = stored["file_name"]
         if kind == "audio":
             media.update({k: req.fields[k] for k in ("performer", "title") if k in req.fields})
-        extra: dict[str, Any] = {kind: media}
+        extra: dict[str, Any] = {kind: media, **self._markup(req)}
         if caption:
             extra["caption"] = caption
         return self._deliver(chat, extra)
+
+    @staticmethod
+    def _markup(req: Request) -> dict:
+        """An inline keyboard sent with a message stays on it (as Telegram keeps it)."""
+        markup = req.json("reply_markup")
+        if isinstance(markup, dict) and markup.get("inline_keyboard"):
+            for row in markup["inline_keyboard"]:
+                for button in row:
+                    data = button.get("callback_data")
+                    if data is not None and not 1 <= len(data.encode()) <= 64:
+                        raise _ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+            return {"reply_markup": markup}
+        return {}
 
     def _send_chat_action(self, req: Request) -> bool:
         self._chat_to_send_to(req)
@@ -835,6 +898,74 @@ class FakeTelegram:
                 if self._updates or remaining <= 0 or stopping:
                     return [dict(u) for u in self._updates[:limit]]
                 self._cond.wait(remaining)
+
+    def _answer_callback_query(self, req: Request) -> bool:
+        query_id = req.fields.get("callback_query_id", "")
+        with self._cond:
+            if query_id not in self._callbacks or any(
+                    a.get("callback_query_id") == query_id for a in self.callback_answers):
+                raise _ApiError(400, "Bad Request: query is too old and response timeout "
+                                     "expired or query ID is invalid")
+            self.callback_answers.append(dict(req.fields))
+            self._cond.notify_all()
+        return True
+
+    def _edit_message(self, req: Request, what: str | None) -> dict:
+        """editMessageCaption / editMessageText / editMessageReplyMarkup of a bot message."""
+        key = req.chat_id
+        try:
+            message_id = int(req.fields.get("message_id") or 0)
+        except ValueError:
+            raise _ApiError(400, "Bad Request: wrong message identifier") from None
+        with self._cond:
+            chat_id = self._chat(key)["id"] if key is not None else None
+            message = next((m for m in self._messages if m["chat"]["id"] == chat_id
+                            and m["message_id"] == message_id), None)
+            if message is None:
+                raise _ApiError(400, "Bad Request: message to edit not found")
+            new = dict(message)
+            if what is not None:
+                value = req.fields.get(what, "")
+                if what == "text" and "text" not in message:
+                    raise _ApiError(400, "Bad Request: there is no text in the message to edit")
+                if what == "caption" and "text" in message:
+                    raise _ApiError(400, "Bad Request: there is no caption in the message to "
+                                         "edit")
+                limit = MAX_CAPTION if what == "caption" else MAX_TEXT
+                if len(value) > limit:
+                    raise _ApiError(400, f"Bad Request: message {what} is too long")
+                new[what] = value
+            markup = req.json("reply_markup")
+            if markup:
+                new["reply_markup"] = markup
+            else:
+                new.pop("reply_markup", None)
+            if new == message:
+                raise _ApiError(400, "Bad Request: message is not modified: specified new "
+                                     "message content and reply markup are exactly the same "
+                                     "as a current content and reply markup of the message")
+            new["edit_date"] = int(time.time())
+            message.clear()
+            message.update(new)
+            self._cond.notify_all()
+            return dict(message)
+
+    def _set_my_commands(self, req: Request) -> bool:
+        commands = req.json("commands")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise _ApiError(400, "Bad Request: commands must be an array")
+        for c in commands:
+            if not (isinstance(c, dict) and _COMMAND_NAME.match(str(c.get("command", "")))
+                    and 1 <= len(str(c.get("description", ""))) <= 256):
+                raise _ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+        with self._cond:
+            self.commands = [dict(c) for c in commands]
+        return True
+
+    def _delete_my_commands(self, req: Request) -> bool:
+        with self._cond:
+            self.commands = []
+        return True
 
     def _get_webhook_info(self, req: Request) -> dict:
         with self._cond:
