@@ -29,6 +29,8 @@ DAY = 86400.0
 BEEP_A, QUIET, SOUND_AGAIN, STEP_FORWARD, BEEP_B, STEP_BACK, BEEP_C, END = \
     2.0, 5.0, 9.0, 10.5, 18.0, 23.0, 26.0, 29.0
 WATCH_TIMEOUT = 6.0
+LAG = 8.0
+"""Seconds an alert's time may be off the replay's ideal pace (see its use)."""
 
 def recording(path: Path) -> Path:
     x = washer_with_beeps([(BEEP_A, 0.6, 3000.0), (BEEP_B, 0.6, 2600.0),
@@ -83,6 +85,10 @@ def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
                 return time.monotonic() - mono_t0
 
             forward_at = step_at(STEP_FORWARD, "+3d")
+            # Back once B has been alerted (its record is in), not by the replay's ideal
+            # pace: a daemon held up for seconds (a busy machine) must still date B before
+            # the step and C after it.
+            assert wait_for(lambda: len(records()) >= 2 or p.poll() is not None, 30), "no B"
             back_at = step_at(STEP_BACK, "-1h")
             assert forward_at < BEEP_B - 3 and back_at < BEEP_C - 1, (forward_at, back_at)
             _, err = p.communicate(timeout=60)
@@ -95,13 +101,16 @@ def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
         tg.wait_for("sendAudio", 3, timeout=10)
         requests = [r for r in tg.requests() if r.status == 200]
 
-    # What a person reads is the (stepped) wall clock's time of each beep.
+    # What a person reads is the (stepped) wall clock's time of each beep. Within LAG: on a
+    # loaded machine (CI runs two test workers) a starved recorder falls behind the replay's
+    # pace and dates what it then reads in a burst late by its backlog, seconds at worst;
+    # the steps are days and hours.
     expected = [t0 + BEEP_A, t0 + BEEP_B + 3 * DAY, t0 + BEEP_C - 3600]
     got = records()
     assert len(got) == 3, got
     for rec, want in zip(got, expected):
-        assert abs(rec["epoch"] - want) < 2.0, (rec, want - rec["epoch"])
-        assert abs(stamp_of(rec["clip"]) - want) < 3.0, (rec["clip"], want)
+        assert abs(rec["epoch"] - want) < LAG, (rec, want - rec["epoch"])
+        assert abs(stamp_of(rec["clip"]) - want) < LAG + 1, (rec["clip"], want)
         assert rec["time"] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec["epoch"]))
     captions = [r.fields["caption"] for r in requests if r.method.lower() == "sendaudio"]
     assert len(captions) == 3, captions
@@ -110,7 +119,7 @@ def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
         assert m, caption
         said = seconds_of_day(m.group(1))
         real = seconds_of_day(time.strftime("%H:%M:%S", time.localtime(want)))
-        assert min(abs(said - real), DAY - abs(said - real)) <= 3, (caption, want)
+        assert min(abs(said - real), DAY - abs(said - real)) <= LAG + 1, (caption, want)
 
     # The watch runs on the monotonic clock: no "no beep yet" at the step (a watch opened
     # "3 days ago"), but one after its real timeout. (A slow start may let the first watch
@@ -120,7 +129,9 @@ def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
     after_step = [(t, text) for t, text in timeouts if t >= forward_at]
     assert len(after_step) == 1, (timeouts, forward_at)
     fired_at, text = after_step[0]
-    assert SOUND_AGAIN + WATCH_TIMEOUT - 1.5 <= fired_at <= SOUND_AGAIN + WATCH_TIMEOUT + 4, \
+    # (Within a few seconds: a daemon held up at the start dates its first beep late, and
+    # our t0 with it; a step of the watch would be days.)
+    assert SOUND_AGAIN + WATCH_TIMEOUT - 4 <= fired_at <= SOUND_AGAIN + WATCH_TIMEOUT + 6, \
         (fired_at, text)
     assert text.startswith("No beep yet: listening for 0 min"), text
     # One line for each step, and nothing else to say about them.

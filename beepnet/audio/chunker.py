@@ -37,13 +37,16 @@ class Chunker:
         self.samples_in = 0      # total samples pushed, for loss accounting
 
     def set_hop(self, hop: int) -> None:
-        """From now on, windows ``hop`` samples apart, counted from the last one given out
-        (a shorter hop gives the next window sooner: its audio is still in the buffer)."""
+        """From now on, windows ``hop`` samples apart: the next one starts at the first
+        multiple of ``hop`` after the last one given out (a shorter hop gives it sooner: its
+        audio is still in the buffer). On multiples, so that a hop that divides the usual
+        one only adds windows between the usual ones, and going back finds the usual grid
+        again: what a replay detects does not hang on when the change came."""
         if not 0 < hop <= self.size:
             raise ValueError(f"need 0 < hop <= size, got hop={hop} size={self.size}")
         self.hop = hop
         if self._last_start is not None:
-            self._next_start = self._last_start + hop
+            self._next_start = (self._last_start // hop + 1) * hop
 
     def push(self, block: np.ndarray) -> Iterator[Window]:
         """Add samples; yield every window they complete."""
