@@ -34,6 +34,7 @@ from ..messages import (BeepStarted, Chunk, Detection, DetectorFailed, DetectorR
                         ListenClip, ListenRequest, Scored, SetHop, SourceEnded, SourceFailed,
                         Started)
 from ..model.preflight import in_use_path
+from ..notify.report import start_text
 from ..notify.watch import Watch
 from .child import EXIT_DETECTOR, EXIT_DETECTOR_RETRY, run_classifier, run_recorder
 from .reload import changed_keys, describe_model, model_identity, restart_only_sections
@@ -476,8 +477,6 @@ class Supervisor:
             return
         self._announced = True
         self.systemd.ready(f"listening on {self._started.device}")
-        from ..notify.report import start_text
-
         # The phone gets what a person needs; the technical line goes to the log (and /status).
         log.info("listening on %s; detector %s, threshold %.2f", self._started.device,
                  self._detector.description, self._detector.threshold)
