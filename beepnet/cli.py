@@ -5,11 +5,13 @@
     beepnet record   [--minutes N] [--out DIR]         collect chunks for training
     beepnet synth    OUT_DIR [--n N] [--seed S]        generate labelled training clips
     beepnet train    DATA_DIR --out MODEL [--init default]  train a BeepNet model
+    beepnet train    --feedback [DATA_DIR]             learn the answers to alerts, use it
     beepnet evaluate DATA_DIR --model MODEL [--out DIR]  report, confusion matrix, PR curve
     beepnet config                                     print the effective config
     beepnet devices                                    list input devices
     beepnet monitor  [--source mic|FILE] [--speed N]   live view of what the daemon hears
     beepnet label    [DIR] [--out DIR] [--labels A,B]  label recorded chunks, one key a clip
+    beepnet label    --unsure                          label what the bot's /missed kept
     beepnet model    info MODEL | convert OLD.pt NEW   show a model file; convert a 0.1 one
     beepnet enroll   [--beeps FILE... [--room FILE...]]  learn your machine's beep
 
@@ -119,16 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
         "and the detector in use (detector.kind/model) are then scored side by side on the "
         "validation clips; a new model that makes more mistakes does not replace MODEL if it "
         "exists or is the model in use: it is written to <stem>.rejected.safetensors beside "
-        "it and the exit status is 3 (--force replaces anyway).",
-        epilog="Exit status: 0 saved, 1 bad data or files, 2 bad usage, 3 the new model was "
-        "worse and kept aside, 78 bad configuration.")
+        "it and the exit status is 3 (--force replaces anyway). With --feedback: learn the "
+        "owner's corrections (storage.dir/feedback: the buttons under alerts, `beepnet label "
+        "--unsure`) beside DATA_DIR (default: generated clips), starting from the model in "
+        "use, and put the new model in use (detector.model; a running beepnet reloads) "
+        "unless it is worse on the owner's held-out alerts.",
+        epilog="Exit status: 0 saved (with --feedback: and in use), 1 bad data or files, 2 bad "
+        "usage, 3 the new model was worse and kept aside, 78 bad configuration.")
     _common(p)
-    p.add_argument("data_dir", metavar="DATA_DIR")
-    p.add_argument("--out", dest="model_out", required=True, metavar="MODEL",
-                   help="model file to write")
+    p.add_argument("data_dir", nargs="?", metavar="DATA_DIR",
+                   help="labelled clips (with --feedback: learned beside the corrections; "
+                   "default retrain.data_dir, else generated clips)")
+    p.add_argument("--out", dest="model_out", metavar="MODEL",
+                   help="model file to write (with --feedback: default "
+                   "storage.dir/models/retrained-<time>.safetensors)")
+    p.add_argument("--feedback", action="store_true",
+                   help="learn the corrections kept under storage.dir/feedback, starting from "
+                   "the model in use, and put the new model in use unless it is worse")
     p.add_argument("--force", action="store_true",
                    help="write MODEL even when the new model is worse than the one in use")
-    p.add_argument("--epochs", type=int, default=15, metavar="N")
+    p.add_argument("--epochs", type=int, metavar="N",
+                   help="at most N epochs (default 15; with --feedback retrain.epochs, 6)")
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument("--lr", type=float, default=3e-3, metavar="RATE",
                    help="learning rate (default 0.003; a third of it with --init)")
@@ -194,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-model", action="store_true", help="no suggestions")
     p.add_argument("--player", metavar="CMD|none", help="command that plays a clip (its path "
                    "is appended; default: the first of aplay, paplay, pw-play, ffplay, afplay)")
+    p.add_argument("--unsure", action="store_true", help="label the clips the bot's /missed "
+                   "kept (every folder under <storage dir>/feedback/unsure) into "
+                   "<storage dir>/feedback/<label>/, where `beepnet train` finds them; takes "
+                   "no UNLABELLED_DIR and no --out")
 
     p = sub.add_parser("model", help="show what a model file holds, or convert a beepnet 0.1 "
                        ".pt model to today's format")
@@ -226,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
                tuple(s for s in (cfg.telegram.token,) if s))
     for warning in config.startup_warnings(cfg, args.command):
         log.warning("%s", warning)
+    if cfg.origin.chosen is not None:
+        from .model.inuse import describe
+
+        log.info("%s", describe(cfg.origin.chosen))
     try:
         return COMMANDS[args.command](cfg, args)
     except KeyboardInterrupt:
@@ -519,12 +540,20 @@ def cmd_train(cfg: Config, args) -> int:
     from .model.modelfile import ModelFileError
     from .training.train import TrainError, train
 
-    if args.epochs < 1 or args.threads < 1 or not args.lr > 0:
+    if (args.epochs is not None and args.epochs < 1) or args.threads < 1 or not args.lr > 0:
         print("beepnet: train: --epochs and --threads must be at least 1, --lr above 0",
               file=sys.stderr)
         return 2
+    if args.feedback:
+        from .training.retrain import run
+
+        return run(cfg, args)
+    if not args.data_dir or not args.model_out:
+        print("beepnet: train: give DATA_DIR and --out MODEL (or --feedback to learn the "
+              "corrections kept from alerts)", file=sys.stderr)
+        return 2
     try:
-        r = train(args.data_dir, args.model_out, epochs=args.epochs, seed=args.seed,
+        r = train(args.data_dir, args.model_out, epochs=args.epochs or 15, seed=args.seed,
                   threads=args.threads, arch=args.arch, init=args.init, lr=args.lr,
                   current=cfg.detector, force=args.force)
     except (TrainError, ModelFileError) as e:
@@ -539,9 +568,9 @@ def cmd_train(cfg: Config, args) -> int:
               file=sys.stderr)
         return 1
     v = r.val
-    if r.scores:
-        print(side_by_side(*r.scores))
-    elif r.note:
+    for c in r.scores or []:
+        print(side_by_side(c.new, c.current, c.title))
+    if not r.scores and r.note:
         print(r.note)
     figures = (f"threshold {r.threshold:.3f} ({r.threshold_rule}); "
                f"validation precision {v['precision']:.3f}, recall {v['recall']:.3f}, "
@@ -549,14 +578,14 @@ def cmd_train(cfg: Config, args) -> int:
                f"({v['fp']} of {v['negatives']} negative windows); "
                f"{r.epochs} epoch(s), {r.seconds:.0f} s")
     if r.rejected:
-        new, cur = r.scores
+        new, cur = r.scores[0].new, r.scores[0].current
         print(f"not saved as {args.model_out}: {figures}")
         print(f"beepnet: train: the new model makes more mistakes on the held-out clips than "
               f"the one in use ({new.errors} vs {cur.errors}); kept {args.model_out}, wrote "
               f"the new one to {r.path} (--force replaces it anyway)", file=sys.stderr)
         return 3
     forced = (" (worse than the one in use: written because of --force)"
-              if args.force and r.scores and r.scores[0].errors > r.scores[1].errors else "")
+              if args.force and r.worse else "")
     print(f"saved {args.model_out}{forced}: {figures}")
     return 0
 

@@ -205,6 +205,15 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class RetrainConfig:
+    data_dir: str = _opt("", "labelled clips (<label>/*.wav) learned beside the owner's "
+                         "corrections by `beepnet train --feedback` and /retrain (empty: "
+                         "1500 generated ones)")
+    epochs: int = _opt(6, "at most this many epochs of `beepnet train --feedback` and "
+                       "/retrain", lo=1, hi=200)
+
+
+@dataclass(frozen=True)
 class RecordConfig:
     dir: str = _opt("data/unlabelled", "where `beepnet record` keeps its chunks")
 
@@ -224,6 +233,9 @@ class Origin:
     token_in_file: bool = False
     notes: tuple[str, ...] = ()
     """Warnings found while looking for the file, to be logged once logging is set up."""
+    chosen: Any = None
+    """The `beepnet.model.inuse.Chosen` that set detector.model (a model put in use where
+    the config file could not be changed), or None: detector.model is the config's."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +246,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     log: LogConfig = field(default_factory=LogConfig)
     origin: Origin = field(default_factory=Origin, compare=False, metadata={"origin": True})
@@ -482,8 +495,37 @@ def load(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] 
         _apply(raw, section, key, value, from_text=True)
     cfg = Config(**{name: cls(**raw.get(name, {})) for name, cls in sections().items()},
                  origin=Origin(used, token_in_file, tuple(notes)))
+    cfg = _with_chosen_model(cfg)
     _cross_check(cfg)
     return cfg
+
+
+SERVICE_STATE = Path("/var/lib/beepnet")
+"""The service's StateDirectory (systemd/beepnet.service)."""
+
+
+def state_dir(cfg: Config) -> Path:
+    """Where models, recordings and the owner's corrections are: storage.dir, except for the
+    service's /etc config run by hand (with sudo): the service's StateDirectory, where the
+    service keeps its own and which it can see (ProtectHome hides /root and /home)."""
+    if (not cfg.storage.dir and not os.environ.get("STATE_DIRECTORY")
+            and cfg.origin.path is not None and cfg.origin.path == SYSTEM_CONFIG):
+        return SERVICE_STATE
+    return cfg.storage.path
+
+
+def _with_chosen_model(cfg: Config) -> Config:
+    """detector.model from <state dir>/models/in-use.json while it applies (the config's
+    detector.model is still what it was when that model was put in use: see
+    `beepnet.model.inuse`)."""
+    from .model import inuse
+
+    chosen = inuse.read(state_dir(cfg))
+    if not inuse.applies(chosen, cfg.detector.kind, cfg.detector.model):
+        return cfg
+    return dataclasses.replace(
+        cfg, detector=dataclasses.replace(cfg.detector, model=chosen.model),
+        origin=dataclasses.replace(cfg.origin, chosen=chosen))
 
 
 def _refuse_secret(section: str, key: str) -> None:

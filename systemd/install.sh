@@ -18,7 +18,8 @@
 #   BEEPNET_UNIT_DIR=/etc/systemd/system    where beepnet.service goes
 #   BEEPNET_STATE=/var/lib/beepnet          the data (StateDirectory=); only named in messages
 #   BEEPNET_PYTHON=/usr/bin/python3         the interpreter the venv is made from
-#   TORCH_SPEC=                             e.g. 'torch==2.13.*': also install torch, for
+#   TORCH_SPEC=                             e.g. 'torch==2.13.*': also install torch and
+#                                           the train extra, for the bot's /retrain and
 #                                           detector.runtime = "torch" (empty: no torch)
 #   TORCH_INDEX=                            as in the Makefile: another index for torch
 #   BEEPNET_PIP_ARGS=                       extra options for every pip call, e.g. --no-deps
@@ -188,7 +189,9 @@ install_venv() {
     # *.egg-info there. Not editable: the service must not run code from a work tree.
     mkdir "$WORK/src"
     tar -C "$SRC" --exclude=__pycache__ -cf - pyproject.toml README.md beepnet models | tar -C "$WORK/src" -xf -
-    "${pip[@]}" install -q "${PIP_ARGS[@]}" "$WORK/src"
+    local extra=""
+    [ -n "$TORCH_SPEC" ] && extra="[train]"
+    "${pip[@]}" install -q "${PIP_ARGS[@]}" "$WORK/src$extra"
     say "installed $("$VENV/bin/beepnet" --version) into $VENV"
 }
 

@@ -37,3 +37,30 @@ def convert(x: np.ndarray, path: Path, rate: int = SR, channels: int = 1,
 
 def starts_ends(events: list[dict]) -> list[tuple[float, float]]:
     return [(e["start"], e["end"]) for e in events]
+
+
+def labelled_set(folder: Path, n: int = 160, seed: int = 3) -> Path:
+    """A small generated labelled set (``<label>/*.wav``): DATA_DIR, retrain.data_dir."""
+    from beepnet.training.dataset import generate
+
+    generate(folder, n, seed=seed, preset="train")
+    return folder
+
+
+def make_feedback(root: Path, labelled: Path, beep_alerts: int = 3, other_alerts: int = 4
+                  ) -> Path:
+    """Corrections as the bot keeps them under storage.dir/feedback: 4 windows an alert,
+    named after the alert's time; beeps from ``labelled``'s beeps, "not the beep" from its
+    tonal sounds; and /missed's unlabelled folder."""
+    import shutil
+
+    for label, src, alerts, minute in (("beep", "beep", beep_alerts, 1),
+                                       ("not_beep", "tonal", other_alerts, 5)):
+        files = sorted((labelled / src).glob("*.wav"))
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for a in range(alerts):
+            for w in range(4):
+                shutil.copy(files[a * 4 + w],
+                            root / label / f"20261205-10{minute}{a}00_{w * 24000:010d}.wav")
+    (root / "unsure" / "20261205-120000").mkdir(parents=True, exist_ok=True)
+    return root

@@ -22,7 +22,7 @@ from beepnet.notify.commands import BotSettings
 from beepnet.notify.notifier import Notifier
 from beepnet.testing.fake_telegram import CONFLICT, DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
 from procs import REPO, LogReader, wait_for
-from signals import SR, convert, washer_with_beeps
+from signals import SR, convert, labelled_set, make_feedback, washer_with_beeps
 
 OWNER = DEFAULT_CHAT_ID
 STRANGER = 4242
@@ -49,11 +49,13 @@ def recordings(tmp_path_factory) -> dict[str, Path]:
 
 
 @contextmanager
-def daemon(tg: FakeTelegram, storage: Path, source: Path, speed: float = 1.0, *extra: str):
+def daemon(tg: FakeTelegram, storage: Path, source: Path, speed: float = 1.0, *extra: str,
+           env: dict | None = None):
     """A `beepnet run --source` as a user starts it; stopped with SIGTERM unless it ended.
-    Yields (process, its stderr lines); checks a clean exit and no token in the log."""
+    Yields (process, its stderr lines); checks a clean exit and no token in the log.
+    ``env``: more environment variables."""
     env = dict(os.environ, BEEPNET_TELEGRAM_TOKEN=DEFAULT_TOKEN,
-               BEEPNET_TELEGRAM_CHAT_ID=str(OWNER))
+               BEEPNET_TELEGRAM_CHAT_ID=str(OWNER), **(env or {}))
     p = subprocess.Popen(
         [sys.executable, "-m", "beepnet", "run", "--source", str(source), "--speed", str(speed),
          "--set", f"telegram.api_url={tg.url}", "--set", f"storage.dir={storage}",
@@ -214,8 +216,9 @@ def test_commands_answer_the_owner_and_mute_holds_across_a_restart(tg, tmp_path,
     with daemon(tg, storage, recordings["quiet"], 1.0, "--set", "notify.name=garage") as (p, log):
         receiving(tg)
         assert "garage: listening on quiet.wav; send /status for details." in replies(tg)
+        # (/retrain is offered because PyTorch is installed here.)
         assert [c["command"] for c in tg.commands] == ["status", "listen", "missed", "mute",
-                                                       "unmute", "help"]
+                                                       "unmute", "retrain", "help"]
         # (/status reads the status the daemon publishes 5 times a second: let it appear.)
         assert wait_for(lambda: '"device":"file ' in (storage / "status.json").read_text(), 10)
         help_text = ask(tg, "/help", "/mute [duration]")
@@ -255,6 +258,52 @@ def test_commands_answer_the_owner_and_mute_holds_across_a_restart(tg, tmp_path,
         tg.wait_for("sendAudio", timeout=60)
         p.wait(60)
     assert not json.loads((storage / "telegram" / "mute.json").read_text())["until"]
+
+
+def test_retrain_learns_the_answers_and_the_daemon_switches_to_the_new_model(tg, tmp_path,
+                                                                           recordings):
+    """/retrain runs `beepnet train --feedback` beside the daemon, which then loads the new
+    model (SIGHUP from the child, as from a shell) and the owner reads how it went."""
+    storage = tmp_path / "s"
+    cfg = tmp_path / "beepnet.toml"
+    replay = labelled_set(tmp_path / "replay")
+    cfg.write_text(f'[retrain]\ndata_dir = "{replay}"\nepochs = 1\n')
+    with daemon(tg, storage, recordings["quiet"], 1.0, "--config", str(cfg)) as (p, log):
+        receiving(tg)
+        assert "Nothing to learn yet" in ask(tg, "/retrain", "Nothing to learn yet")
+        make_feedback(storage / "feedback", replay)
+        started = ask(tg, "/retrain", "Retraining on your answers")
+        assert "beep 12 windows of 3 alerts, not_beep 16 windows of 4 alerts" in started
+        assert "Already retraining since" in ask(tg, "/retrain", "Already retraining")
+        done = wait_reply(tg, "Retrained on your answers", timeout=150)
+        (model,) = (storage / "models").glob("retrained-*.safetensors")
+        assert f"the new model {model.name} is in use now" in done, done
+        assert "Your held-out alerts: new " in done and "Held-out other clips: new " in done
+        assert f'model = "{model}"' in cfg.read_text()
+        assert log.wait_for(f"model file {model} (was:", 60), log.text
+        # The training ran as a child of the daemon, and its lines are in the daemon's log.
+        assert "/retrain: corrections in" in log.text
+
+
+def test_without_the_training_extra_retrain_says_how_to_get_it(tg, tmp_path, recordings):
+    """A daemon installed without PyTorch (as the service is by default): no /retrain in the
+    command menu, and /retrain answers with what to install; the answers stay kept."""
+    hide = tmp_path / "site"
+    hide.mkdir()
+    # Python's own way to make a module absent: None in sys.modules (import fails, and
+    # importlib.util.find_spec finds nothing), before beepnet starts.
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    storage = tmp_path / "s"
+    make_feedback(storage / "feedback", labelled_set(tmp_path / "replay"))
+    with daemon(tg, storage, recordings["quiet"], 1.0, env={"PYTHONPATH": str(hide)}) as (p, log):
+        receiving(tg)
+        assert [c["command"] for c in tg.commands] == ["status", "listen", "missed", "mute",
+                                                       "unmute", "help"]
+        reply = ask(tg, "/retrain", "Retraining needs the training extra")
+        assert "(torch missing here)" in reply and "pip install 'beepnet[train]'" in reply
+        assert "TORCH_SPEC='torch==2.13.*' make install-service" in reply
+    assert len(list((storage / "feedback" / "beep").glob("*.wav"))) == 12
+    assert not (storage / "models").exists()
 
 
 # -- receiving through faults ---------------------------------------------------------------------

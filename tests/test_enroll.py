@@ -256,12 +256,15 @@ def test_refusals_are_one_line_and_an_exit_status(env, tmp_path):
     line = one_error_line(enroll(env, *c, "--set", "audio.device=no-such-microphone"))
     assert "input device" in line, line
 
-    # The config cannot be written: refused before anything is recorded.
+    # Neither the config nor the state folder can be written (where a model is put in use
+    # when the config is not ours to change): refused before anything is recorded.
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    r = enroll(dict(env, XDG_CONFIG_HOME=str(blocker)), "--presses", "3")
+    r = enroll(dict(env, XDG_CONFIG_HOME=str(blocker), XDG_DATA_HOME=str(blocker)),
+               "--presses", "3")
     line = one_error_line(r)
-    assert f"cannot write config file {blocker}/beepnet/beepnet.toml" in line, line
+    assert (f"cannot write config file {blocker}/beepnet/beepnet.toml (" in line
+            and f"nor {blocker}/beepnet/models/in-use.json" in line), line
     assert "Press a button" not in r.stdout and "Stand by" not in r.stdout
 
     line = one_error_line(enroll(env, *c, "--presses", "1"), status=2)

@@ -35,9 +35,10 @@ from beepnet.label.core import (
     Similarity,
     select_run,
 )
+from beepnet.notify.feedback import UNSURE
 from beepnet.label.journal import JOURNAL_NAME, Journal, JournalError
 from beepnet.label.spectrum import look, spectral_distance
-from beepnet.label.terminal import read_keys
+from beepnet.label.terminal import initial_labels, read_keys, unsure_undo_folders
 from beepnet.label.view import Screen, render
 
 SR = 16000
@@ -335,6 +336,69 @@ def test_labelling_code_does_not_import_torch():
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
 
 
+# -- --unsure: what the bot's /missed kept ---------------------------------------------------------
+
+MISSED_1, MISSED_2 = "20261205-140412", "20261205-150000"
+"""Two /missed, one folder each under feedback/unsure/."""
+
+
+def test_unsure_queue_is_every_missed_folder_in_recording_order(tmp_path):
+    unsure = tmp_path / "feedback" / "unsure"
+    a = write_chunks(unsure / MISSED_1, SESSION_A, washer_chunks(2))
+    b = write_chunks(unsure / MISSED_2, SESSION_B, washer_chunks(2, seed=1))
+    # The second /missed came soon after the first: it kept A's last chunk again.
+    overlap = unsure / MISSED_2 / a[1].name
+    overlap.write_bytes(a[1].read_bytes())
+    loose = unsure / f"{SESSION_B}_{5 * CHUNK:010d}.wav"  # a file right in unsure/ counts too
+    loose.write_bytes(b[0].read_bytes())
+    (unsure / ".tmp").mkdir()
+    (unsure / ".tmp" / f"{SESSION_A}_0000000000.wav").write_bytes(b"x")  # hidden: never
+    folders = core.unsure_folders(unsure)
+    assert folders == [unsure, unsure / MISSED_1, unsure / MISSED_2]
+    clips = core.list_clips_in(folders)
+    assert [c.path for c in clips] == [a[0], a[1], overlap, b[0], b[1], loose]
+
+
+def test_unsure_labels_land_in_feedback_and_undo_puts_them_back(tmp_path):
+    feedback = tmp_path / "feedback"
+    unsure = feedback / "unsure"
+    a = write_chunks(unsure / MISSED_1, SESSION_A, washer_chunks(1))
+    b = write_chunks(unsure / MISSED_2, SESSION_B, washer_chunks(1, seed=1, beep_at=(0,)))
+    (feedback / "not_beep").mkdir()
+    labels, problem = initial_labels(feedback, None, reserved=(UNSURE,))
+    assert problem is None and labels == ["beep", "not_beep"]  # not unsure
+    # Without the reservation (an ordinary LABELLED_DIR) a folder of that name is a label.
+    assert "unsure" in initial_labels(feedback, None)[0]
+    assert "cannot be a label here" in initial_labels(feedback, "unsure", (UNSURE,))[1]
+
+    folders = core.unsure_folders(unsure)
+    with Journal.open(feedback) as journal:
+        session = Session(core.list_clips_in(folders), feedback, labels, journal, (UNSURE,))
+        assert "cannot be a label here" in session.add_label("unsure")
+        assert session.labels == ["beep", "not_beep"]
+        assert session.label("not_beep") == [] and session.label("beep") == []
+        assert names(feedback / "not_beep") == [a[0].name]
+        assert names(feedback / "beep") == [b[0].name]
+        assert names(unsure / MISSED_1) == names(unsure / MISSED_2) == []
+        # Undo brings the beep back into its own /missed folder, and into the queue.
+        assert session.undo(folders).restored[0][1] == b[0]
+        assert session.current == Clip(b[0]) and b[0].exists()
+
+    # The emptied folder was removed after the session; a later session can still undo a
+    # move out of it: the clip goes back into a new folder of that name and is queued again.
+    (unsure / MISSED_1).rmdir()
+    with Journal.open(feedback) as journal:
+        back_to = unsure_undo_folders(unsure, journal)
+        assert back_to == [unsure / MISSED_1]
+        in_dirs = [*core.unsure_folders(unsure), *back_to]  # as cmd_label makes them
+        session = Session(core.list_clips_in(core.unsure_folders(unsure)), feedback, labels,
+                          journal)
+        assert [c.path for c in session.queue] == [b[0]]
+        assert session.undo(in_dirs).restored[0][1] == a[0]
+        assert [c.path for c in session.queue] == [a[0], b[0]] and session.pos == 0
+    assert names(feedback / "not_beep") == [] and a[0].exists()
+
+
 # -- the command in a terminal -----------------------------------------------------------------
 
 @pytest.fixture
@@ -524,3 +588,73 @@ def test_unusable_start_is_one_line_and_a_status(tmp_path, env, setup, args, sta
     assert r.returncode == status
     assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert r.stdout == ""
+
+
+def test_label_unsure_in_a_terminal(tmp_path, label_term, player):
+    """--unsure queues the clips of every /missed folder, offers the feedback folder's labels
+    (not unsure), files into feedback/<label>/, and removes the /missed folders it emptied."""
+    storage = tmp_path / "storage"
+    feedback = storage / "feedback"
+    unsure = feedback / "unsure"
+    a = write_chunks(unsure / MISSED_1, SESSION_A, washer_chunks(2))
+    b = write_chunks(unsure / MISSED_2, SESSION_B, washer_chunks(2, seed=1, beep_at=(0,)))
+    (feedback / "beep").mkdir()
+    (feedback / "beep" / "20261101-101010_0000000000.wav").write_bytes(b"an alert's window")
+    (feedback / "not_beep").mkdir()
+    before = contents(storage)
+    t = label_term(["--unsure", "--no-model", "--player", player[0],
+                    "--set", f"storage.dir={storage}"], width=320)
+    screen = t.wait_screen(lambda s: "clip 1 of 4" in s and a[0].name in s, 15)
+    assert f"{unsure} and 2 folder(s) in it -> {feedback}" in screen
+    assert "[1] beep (1)" in screen and "[2] not_beep (0)" in screen
+    assert "unsure (" not in screen
+    t.keys("2")
+    t.wait_screen(lambda s: "clip 1 of 3" in s and a[1].name in s, 5)
+    t.keys("2")
+    t.wait_screen(lambda s: "clip 1 of 2" in s and b[0].name in s, 5)
+    t.keys("1")
+    t.wait_screen(lambda s: b[1].name in s, 5)
+    t.keys("s")
+    t.wait_screen(lambda s: "nothing left to label" in s
+                  and "run `beepnet label --unsure` again" in s, 5)
+    t.keys("u")
+    t.wait_screen(lambda s: f"undone: {b[0].name} back to {unsure / MISSED_2}" in s, 5)
+    t.keys("1")  # the undo went back before the skip: the skipped clip comes up again
+    t.wait_screen(lambda s: f"{b[0].name} -> beep/" in s and b[1].name in s, 5)
+    t.keys("s")
+    t.wait_screen(lambda s: "nothing left to label" in s, 5)
+    t.keys("q")
+    assert t.exit_status() == 0
+    assert names(feedback / "not_beep") == [a[0].name, a[1].name]
+    assert names(feedback / "beep") == sorted(["20261101-101010_0000000000.wav", b[0].name])
+    # The first /missed folder is empty now and gone; the second keeps the skipped clip.
+    assert not (unsure / MISSED_1).exists() and names(unsure / MISSED_2) == [b[1].name]
+    assert sorted(contents(storage)) == sorted(before)
+    assert "moved 4 clip(s), undid 1, skipped 2; 1 clip(s) left in" in t.screen()
+    assert "Traceback" not in t.screen()
+
+
+@pytest.mark.parametrize("setup,args,status,message", [
+    ("clips", ["--unsure", "some/dir"], 2, "--unsure takes no UNLABELLED_DIR and no --out"),
+    ("clips", ["--unsure", "--out", "x"], 2, "--unsure takes no UNLABELLED_DIR and no --out"),
+    ("clips", ["--unsure", "--labels", "unsure"], 2, "'unsure' cannot be a label here"),
+    ("none", ["--unsure"], 1, "no clips to label (the bot's /missed keeps"),
+    ("empty", ["--unsure"], 1, "no clips to label (the bot's /missed keeps"),
+])
+def test_unusable_unsure_start_is_one_line_and_a_status(tmp_path, env, setup, args, status,
+                                                        message):
+    storage = tmp_path / "storage"
+    feedback = storage / "feedback"
+    if setup == "clips":
+        write_chunks(feedback / "unsure" / MISSED_1, SESSION_A, washer_chunks(1))
+    elif setup == "empty":  # labelled clips, and an emptied /missed folder: nothing to do
+        write_chunks(feedback / "beep", SESSION_A, washer_chunks(1))
+        (feedback / "unsure" / MISSED_1).mkdir(parents=True)
+    before = contents(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "beepnet", "label", *args,
+                        "--set", f"storage.dir={storage}"], env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert r.returncode == status
+    assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert r.stdout == ""
+    assert contents(tmp_path) == before and not (feedback / JOURNAL_NAME).exists()

@@ -56,8 +56,9 @@ def test_the_bench_runs_end_to_end_and_reports_every_model(library, tmp_path):
     work, out = tmp_path / "work", tmp_path / "figures.json"
     r = _bench("--real", str(library), "--machines", "1", "--beeps", "12", "--others", "30",
                "--epochs", "1", "--heldout-beeps", "24", "--hours", "0.02",
-               "--stream-minutes", "0.6", "--workers", "1", "--work", str(work),
-               "--json", str(out))
+               "--stream-minutes", "0.6", "--feedback-hours", "0.02", "--feedback-beeps", "5",
+               "--feedback-epochs", "1", "--replay-clips", "60", "--workers", "1",
+               "--work", str(work), "--json", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.splitlines()
     rows = [ln for ln in lines if ln.startswith("| 1 (real-piezo)")]
@@ -103,6 +104,52 @@ def test_the_bench_runs_end_to_end_and_reports_every_model(library, tmp_path):
         assert h["meets_target"] == (h["meets_recall"] and h["meets_fa"] and h["meets_errors"])
     # 20 s of negatives cannot show 0.05 false alarms per hour, and the table does not claim it.
     assert not any("✓ |" in ln for ln in rows)
+    # The owner's answers: the first beep chunks of the user's set, one alert each, and the
+    # shipped model's false alarms in its own 0.02 h, named as the daemon names them.
+    fb = work / "machine-0" / "feedback"
+    beeps = sorted((fb / "beep").glob("*.wav"))
+    assert len(beeps) == m["feedback"]["beep_alerts"] == 5
+    assert len({f.stem.split("_")[0] for f in beeps}) == 5
+    assert [sf.read(f)[0].tolist() for f in beeps] == \
+        [sf.read(f)[0].tolist() for f in sorted((data / "beep").glob("*.wav"))[:5]]
+    assert len(list((fb / "not_beep").glob("*.wav"))) == m["feedback"]["not_beep_windows"]
+    assert m["feedback"]["hours"] == pytest.approx(m["hours"])
+    info = m["models"]["feedback"]
+    assert info["corrections"]["beep"] == {"windows": 5, "alerts": 5}
+    assert info["path"].endswith(".rejected.safetensors") == info["rejected"]
+    assert [c["title"] for c in info["checks"]][-1] == "held-out other clips"
+    # The feedback model beside the shipped one, in a table of its own.
+    assert any(ln.startswith("| 1 (real-piezo) | ") and " → " in ln for ln in lines)
+
+
+def test_the_owner_answers_every_false_alarm_with_its_alert_clip(tmp_path):
+    from beepnet.training.calibrate import count_events
+    from beepnet.training.takes import RECORD_NAME
+
+    scores = np.array([0.9, 0.1, np.nan, 0.8, 0.9, 0.2, 0.1, 0.1, 0.7, 0.8])
+    runs = realuser.event_runs(scores, 0.5)
+    assert runs == [(0, 0), (3, 4), (8, 9)] and len(runs) == count_events(scores, 0.5)
+    windows = np.arange(len(scores), dtype=np.int16)[:, None].repeat(3 * SR, axis=1)
+    starts = np.arange(len(scores)) * (SR * 3 // 2)
+    # As `_feedback_job` cuts them: the event's windows and the one before and after.
+    alerts = [{"starts": starts[max(0, a - 1):b + 2].tolist(),
+               "windows": windows[max(0, a - 1):b + 2]} for a, b in runs]
+    stream = {"index": 1000, "kind": "music", "windows": len(scores),
+              "samples": int(starts[-1]) + 3 * SR, "alerts": alerts}
+    beep = tmp_path / "b.wav"
+    sf.write(beep, np.zeros(3 * SR, np.int16), SR, subtype="PCM_16")
+    got = realuser.write_feedback(tmp_path / "fb", [stream, dict(stream, index=1001)], [beep])
+    files = sorted((tmp_path / "fb" / "not_beep").glob("*.wav"))
+    assert all(RECORD_NAME.match(f.stem) for f in files)
+    assert got["not_beep_alerts"] == 6 and got["windows_per_alert_max"] == 4
+    assert len(files) == got["not_beep_windows"] == 2 * (2 + 4 + 3)
+    by_alert: dict[str, list[int]] = {}
+    for f in files:
+        by_alert.setdefault(f.stem.split("_")[0], []).append(int(sf.read(f, dtype="int16")[0][0]))
+    # The second stream comes after the first in the listening: six stamps, none twice.
+    assert sorted(by_alert.values()) == sorted([[0, 1], [2, 3, 4, 5], [7, 8, 9]] * 2)
+    (b,) = (tmp_path / "fb" / "beep").glob("*.wav")
+    assert RECORD_NAME.match(b.stem) and b.stem.split("_")[0] not in by_alert
 
 
 def test_a_folder_without_real_recordings_is_one_line_and_an_exit_status(tmp_path):

@@ -8,7 +8,9 @@ real time, while:
 
 - the supervisor, recorder and classifier (named ``beepnet-rec`` and ``beepnet-clf`` by
   prctl), and multiprocessing's resource tracker, are sampled every second: CPU % of one
-  core over the steady part (after start-up and the first seconds of sound), RSS and PSS
+  core over the steady part of a washer running without a beep (its first ``quiet_s``,
+  after start-up and the first seconds of sound: what the daemon costs nearly all the
+  time), and over the beep patterns that follow (alerts, MP3s, denser windows), RSS and PSS
   (``/proc/<pid>/smaps_rollup``) of each, and ``VmHWM`` (peak RSS) at the end;
 - a reader of the microphone (``VirtualMic.listen``) timestamps when the played audio
   reaches recorders, so each beep's end is known on this process's monotonic clock, the
@@ -99,6 +101,8 @@ microphone gives exact zeros before it; the room tone's first samples cross it a
 class LiveSettings:
     seconds: float = 108.0
     """Washer with beep patterns played into the microphone (between room tone)."""
+    quiet_s: float = 40.0
+    """Before them, washer without a beep: the CPU row's stretch (after ``settle_s``)."""
     lead_s: float = 2.0
     """Room tone before the washer."""
     beeps: int = 8
@@ -114,13 +118,14 @@ class LiveSettings:
     seed: int = 31
 
 
-QUICK = LiveSettings(seconds=20.0, beeps=1, settle_s=4.0, tail_s=6.0)
+QUICK = LiveSettings(seconds=20.0, quiet_s=8.0, beeps=1, settle_s=4.0, tail_s=6.0)
 
 
 def measures(daemon: str) -> dict[str, tuple[str, Target | None]]:
     """The rows one daemon gives (skipped ones too): key -> (measure, target)."""
     name = DAEMONS[daemon][0]
-    return {"cpu": (f"daemon CPU, % of one core, {name}", DAEMON_CPU_PERCENT),
+    return {"cpu": (f"daemon CPU, % of one core, washer running, no beep, {name}",
+                    DAEMON_CPU_PERCENT),
             "pss": (f"daemon PSS, all processes, {name}", TOTAL_PSS_MB),
             "classifier_pss": (f"classifier PSS, {name}", None),
             "rss": (f"daemon peak RSS, all processes, {name}", TOTAL_RSS_MB),
@@ -136,9 +141,10 @@ Beeps = list[tuple[float, float]]
 
 
 def signal_with_beeps(s: LiveSettings) -> tuple[np.ndarray, list[Beeps], float]:
-    """Room tone, then a running washer with beep patterns, then room tone again for
-    ``tail_s``; returns the audio, the (start, end) of each beep of each pattern and the
-    washer's start, all in seconds from the signal's first sample.
+    """Room tone, then a running washer (``quiet_s`` without a beep, then ``seconds`` with
+    beep patterns), then room tone again for ``tail_s``; returns the audio, the (start, end)
+    of each beep of each pattern and the washer's start, all in seconds from the signal's
+    first sample.
 
     A pattern is one to five beeps of one pitch, 0.2-0.6 s each, 0.2-0.6 s apart. The room
     tone sits below the default gate, like a quiet room, and keeps the microphone from ever
@@ -148,8 +154,8 @@ def signal_with_beeps(s: LiveSettings) -> tuple[np.ndarray, list[Beeps], float]:
     (with the cooldown off), whatever a detector makes of the rest.
     """
     rng = np.random.default_rng(s.seed)
-    x = synth.room(rng, s.lead_s + s.seconds + s.tail_s, level=ROOM_RMS)
-    washer = synth.washer(rng, s.seconds, phase="wash")
+    x = synth.room(rng, s.lead_s + s.quiet_s + s.seconds + s.tail_s, level=ROOM_RMS)
+    washer = synth.washer(rng, s.quiet_s + s.seconds, phase="wash")
     washer *= synth.envelope(len(washer), SR, 1.0, 1.0)  # the machine fades in and out
     # Pattern starts evenly spread from SEPARATION_S after the start; the last one ends
     # SEPARATION_S before the end at the latest.
@@ -159,7 +165,7 @@ def signal_with_beeps(s: LiveSettings) -> tuple[np.ndarray, list[Beeps], float]:
     step = (s.seconds - 2 * SEPARATION_S - MAX_PATTERN_S) / max(1, s.beeps - 1)
     patterns = []
     for k in range(s.beeps):
-        at = round((SEPARATION_S + k * step) * SR) / SR
+        at = round((s.quiet_s + SEPARATION_S + k * step) * SR) / SR
         freq, snr = float(rng.uniform(1800, 4200)), float(rng.uniform(6, 15))
         beeps = []
         for _ in range(int(rng.integers(1, MAX_BEEPS + 1))):
@@ -458,9 +464,9 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
             try:
                 time.sleep(1.0)  # the clock reader's first blocks: silence
                 clock.arm()
-                log.info("live: playing %.0f s (%.0f s of washer, %d beep patterns) into the "
-                         "virtual microphone", len(audio) / SR, settings.seconds,
-                         len(patterns))
+                log.info("live: playing %.0f s (%.0f s of washer, %d beep patterns in the "
+                         "last %.0f s) into the virtual microphone", len(audio) / SR,
+                         settings.quiet_s + settings.seconds, len(patterns), settings.seconds)
                 t_play = time.monotonic()
                 mic.play(audio, rate=SR)  # returns once the tail has played too
                 want = len(patterns)
@@ -497,10 +503,12 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
     _, solo_alone = samplers[solo.detector].memory_mb("pss", start=t_alone)
     rows: list[Row] = []
     for d in daemons:
-        # Steady part: from settle_s after the washer starts until it stops.
+        # Steady part: from settle_s after the washer starts until the first pattern's
+        # stretch; then the patterns' stretch, for the details.
         sampler = samplers[d.detector]
-        cpu = sampler.cpu_percent(t0 + washer_at + settings.settle_s,
-                                  t0 + washer_at + settings.seconds)
+        beeps_at = t0 + washer_at + settings.quiet_s
+        cpu = sampler.cpu_percent(t0 + washer_at + settings.settle_s, beeps_at)
+        cpu_beeps = sampler.cpu_percent(beeps_at, beeps_at + settings.seconds)
         peak = peaks[d.detector]
         pss, pss_total = sampler.memory_mb("pss")
         rss, rss_total = sampler.memory_mb("rss")
@@ -510,7 +518,8 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
         shares = [clip_share(sent[i].files["audio"][2], audio, p) if "audio" in sent[i].files
                   else 0.0 for p, i in zip(patterns, which) if i is not None]
         shares = [0.0 if x is None else x for x in shares]
-        details[d.detector] = {"cpu_percent": cpu, "peak_rss_mb": peak,
+        details[d.detector] = {"cpu_percent": cpu, "cpu_percent_beep_patterns": cpu_beeps,
+                               "peak_rss_mb": peak,
                                "max_sampled_rss_mb": rss, "max_sampled_rss_total_mb": rss_total,
                                "max_pss_mb": pss, "max_pss_total_mb": pss_total,
                                # the first daemon's PSS alongside the others and alone
@@ -523,6 +532,9 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
                                "alerts_at_s": [round(t - t0, 3) for t in reqs],
                                "alerts": len(reqs), "pids": d.pids}
         per = ", ".join(f"{k} {v:.1f}%" for k, v in cpu.items())
+        if cpu_beeps:
+            per += (f"; {sum(cpu_beeps.values()):.1f}% over the {len(patterns)} beep patterns "
+                    "that follow (alerts, MP3s, denser windows)")
         alerted = f"{len(lat)} of {len(patterns)} beep patterns alerted" + (
             f", {false} other alerts" if false else "")
         if not others:

@@ -29,13 +29,25 @@ Steps per machine, all on the same data:
    hand labelling (``beep``, ``washing``, ``spinning``, ``human``, ``not_beep``, as the
    ``user`` preset names them). Clip labels only: no manifest, so training gets no beep
    times.
-2. Models: `beepnet enroll` built from those chunks (the beep chunks as ``--beeps``
+2. The owner's answers (for the ``feedback`` model): the shipped model listening in this
+   home for ``feedback_hours`` before the held-out recordings (negative streams of their
+   own, `FEEDBACK_STREAMS` on, cut, gated and merged into events as in step 4). Each of its
+   false alarms is an alert answered "❌ Not the beep": the event's windows and the one
+   before and after it (the alert clip runs from 2 s before the detection to 1 s after),
+   under ``feedback/not_beep``. The first ``feedback_beeps`` beep chunks of the user's set
+   are alerts answered "✅ That was it" (or /missed clips labelled beep), one window each,
+   under ``feedback/beep``. Named as the daemon names them, one time stamp per alert.
+3. Models: `beepnet enroll` built from those chunks (the beep chunks as ``--beeps``
    recordings, the others as ``--room``; `enroll_model` builds what the command builds,
    without the config file and the comparison), `beepnet train --init default`, `beepnet
-   train --arch original` (each on one torch thread), and the shipped model as it is; all
-   from one copy of the shipped model taken at the start (the file may be rebuilt while
-   the bench runs).
-3. New recordings: ``heldout_beeps`` new placements of the beep over new stretches of room
+   train --arch original`, `beepnet train --feedback` (the shipped model fine-tuned on the
+   owner's answers beside ``replay_clips`` generated clips, `corrections.make_replay`, one
+   set for the run; it keeps the shipped threshold and is checked against the shipped
+   model on the owner's held-out alerts: a worse one is a ``.rejected`` file, scored all
+   the same so that the figures show why, and the table says so), each on one torch
+   thread, and the shipped model as it is; all from one copy of the shipped model taken at
+   the start (the file may be rebuilt while the bench runs).
+4. New recordings: ``heldout_beeps`` new placements of the beep over new stretches of room
    sound, scored per window (recall: P(beep) at or above the model's own threshold), and
    ``hours`` of negative streams of the home's sound, cut as the daemon cuts them (3-s
    windows, 1.5-s hop, its silence gate) and merged into events as the daemon merges them
@@ -44,7 +56,10 @@ Steps per machine, all on the same data:
    and the table says so.
 
 Errors (misses + false alarms) count missed beep windows and false-alarm events on the
-same held-out audio for every model of a machine.
+same held-out audio for every model of a machine. The feedback model is no candidate for the
+target (it learns from the shipped model's mistakes, not from the user's set); a second
+table puts it beside the shipped model it started from: recall and false alarms per hour,
+and the answers it learned from.
 
 ``python -m beepnet.bench.realuser --real DIR [--machines 3] [--work DIR] [--json OUT]``
 """
@@ -100,17 +115,28 @@ are not."""
 BEEP_BATCH = 50
 MODELS = {"enroll": "`beepnet enroll`", "init": "`beepnet train --init default`",
           "original": "original 2-filter net (`--arch original`)",
-          "shipped": "shipped model as is"}
+          "shipped": "shipped model as is",
+          "feedback": "`beepnet train --feedback` (owner's answers to the shipped model's "
+                      "alerts)"}
 TARGETED = ("enroll", "init")
 """The commands the target is for; the others are for comparison."""
+FEEDBACK_STREAMS = 1000
+"""The owner's listening before the held-out recordings: negative streams from this index
+on, so that no stream is both answered and held out (the held-out streams are 0, 1, ...)."""
+FEEDBACK_DAY = "20260101"
+"""Date in the correction files' names (`beepnet.notify.feedback` names them by the alert's
+time): training groups windows into alerts by it, nothing else reads it."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Sizes and seeds. The defaults took 542 s of CPU time in all (about 4.5 minutes on two
-    idle cores; 10.4 minutes at nice 19 beside another job on the 2-core development
-    machine): writing the three sets about 2 minutes of it, each `train` 37-43 s (the
-    original net 14-16 s, enroll 3 s), 4 h of negatives per machine about 1 minute."""
+    """Sizes and seeds. The defaults took 1048 s of CPU time in all (13.8 minutes at nice 5
+    beside another job on the 2-core development machine; before the feedback model, 542 s
+    and about 4.5 minutes on two idle cores): writing the three sets about 2 minutes of it,
+    the owners' 2 h of listening with the shipped model about 1 minute per machine (2-10 s
+    of CPU a 12-min stream), the 1500 replay clips about 1 minute, each `train` 38-41 s,
+    each `train --feedback` 44-55 s (the original net 9-10 s, enroll 3 s), 4 h of
+    negatives per machine a little over 1 minute (five models now)."""
 
     machines: int = 3
     seed: int = 1400
@@ -130,6 +156,16 @@ class Settings:
     min_beep_inside_s: float = 0.3
     """Every beep chunk and held-out beep window holds at least this much of the pattern's
     sound."""
+    feedback_hours: float = 2.0
+    """The shipped model's listening whose false alarms the owner answers (streams of their
+    own, before the held-out ones)."""
+    feedback_beeps: int = 15
+    """Beep chunks of the user's set the owner confirmed or labelled, one alert each."""
+    feedback_epochs: int = 6
+    """At most (early stopping): `beepnet train --feedback`'s default (retrain.epochs)."""
+    replay_clips: int = 1500
+    """Generated clips learned beside the corrections (`corrections.REPLAY_CLIPS`, what
+    `beepnet train --feedback` generates); one set for the run."""
     workers: int = 2
 
 
@@ -300,14 +336,18 @@ def enroll_model(beep_files: list[Path], room_files: list[Path], base_path: Path
             "threshold": head.threshold, "beep_pitches_hz": pitches}
 
 
-def _build_model(job: tuple[str, str, str, Path, int]) -> tuple[str, str, dict]:
-    """One model of one machine: (machine, key, path + timing, or why it is missing)."""
+def _build_model(job: tuple[int, str, str, Path, int, str]) -> tuple[int, str, dict]:
+    """One model of one machine: (machine, key, path + timing, or why it is missing).
+
+    ``job``: (machine, key, the machine's folder, the shipped copy, epochs, the replay set).
+    The user's set is ``user-set`` in the machine's folder, the owner's answers
+    ``feedback``; the model goes there as ``<key>.safetensors``."""
     import torch
 
     torch.set_num_threads(1)
-    name, key, data, shipped, epochs = job
-    data_dir = Path(data)
-    out = data_dir.parent / f"{key}.safetensors"
+    name, key, mdir, shipped, epochs, replay = job
+    data_dir = Path(mdir) / "user-set"
+    out = Path(mdir) / f"{key}.safetensors"
     t, cpu = time.monotonic(), time.process_time()
     try:
         if key == "enroll":
@@ -315,6 +355,9 @@ def _build_model(job: tuple[str, str, str, Path, int]) -> tuple[str, str, dict]:
                                 sorted(f for d in sorted(data_dir.iterdir())
                                        if d.is_dir() and d.name != "beep"
                                        for f in d.glob("*.wav")), shipped, out)
+        elif key == "feedback":
+            info = feedback_model(Path(replay), Path(mdir) / "feedback", shipped, out, epochs)
+            out = Path(info.pop("path"))
         else:
             from ..training.train import train
 
@@ -327,6 +370,38 @@ def _build_model(job: tuple[str, str, str, Path, int]) -> tuple[str, str, dict]:
         return name, key, {"skipped": f"{type(e).__name__}: {e}"}
     return name, key, {"path": str(out), "seconds": time.monotonic() - t,
                        "cpu_seconds": time.process_time() - cpu, **info}
+
+
+def feedback_model(replay: Path, feedback: Path, shipped: Path, out: Path, epochs: int
+                   ) -> dict:
+    """What `beepnet train --feedback REPLAY` builds for an owner whose detector in use is
+    ``shipped``: fine-tuned from it on the corrections in ``feedback`` beside the replay
+    clips, checked against it (`train`'s never-worse check). Rejected, the model is in
+    ``<out stem>.rejected.safetensors``; "path" says where it is either way."""
+    from ..config import DetectorConfig
+    from ..training.train import train
+
+    # Counted from the files, as the command counts them before training: the windows, and
+    # the alerts by the stamps in their names.
+    counts = {d.name: {"windows": len(files), "alerts": len({f.stem.split("_")[0]
+                                                             for f in files})}
+              for d in sorted(feedback.iterdir()) if d.is_dir()
+              for files in [sorted(d.glob("*.wav"))] if files}
+    r = train(replay, out, epochs=epochs, patience=3, seed=0, threads=1, init=str(shipped),
+              feedback=feedback, current=DetectorConfig(kind="beepnet", model=str(shipped)))
+    return {"path": r.path, "epochs": r.epochs, "threshold": r.threshold,
+            "rejected": r.rejected,
+            "corrections": counts,
+            "owner": r.owner,
+            # The never-worse check's figures: the owner's held-out alerts and the replay's
+            # held-out clips, the new model against the shipped one.
+            "checks": [{"title": c.title, "worse": c.worse, "tolerance": c.tolerance,
+                        **{side: {"errors": sc.errors, "misses": sc.misses,
+                                  "false_positives": sc.false_positives, "beeps": sc.beeps,
+                                  "negatives": sc.negatives}
+                           for side, sc in (("new", c.new), ("shipped", c.current))}}
+                       for c in r.scores or []],
+            "note": r.note}
 
 
 # -- held-out scoring --------------------------------------------------------------------
@@ -396,13 +471,13 @@ def negative_stream(root: str, m: Machine, index: int, minutes: float) -> tuple[
     return kind, to_int16(np.concatenate(pieces))
 
 
-def _stream_job(job: tuple[str, Machine, dict, int, float, dict]) -> dict:
-    """One negative stream, cut and gated as the daemon cuts it: events per model."""
+def cut_stream(root: str, m: Machine, index: int, minutes: float
+               ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """Negative stream ``index`` cut and gated as the daemon cuts it: (kind, window starts,
+    int16 windows, whether the gate lets each through)."""
     from ..audio.gate import Gate
     from ..config import AudioConfig
-    from ..training.calibrate import count_events
 
-    root, m, paths, index, minutes, thresholds = job
     kind, audio = negative_stream(root, m, index, minutes)
     starts = np.arange(0, max(1, len(audio) - CLIP + 1), HOP)
     windows = np.stack([audio[a:a + CLIP] for a in starts])
@@ -411,6 +486,15 @@ def _stream_job(job: tuple[str, Machine, dict, int, float, dict]) -> dict:
     # The same test as `calibrate.window_scores`: a gated window is never scored, and breaks
     # an event.
     open_ = np.array([gate.opens(w.astype(np.float32) / 32767) for w in windows])
+    return kind, starts, windows, open_
+
+
+def _stream_job(job: tuple[str, Machine, dict, int, float, dict]) -> dict:
+    """One negative stream, cut and gated as the daemon cuts it: events per model."""
+    from ..training.calibrate import count_events
+
+    root, m, paths, index, minutes, thresholds = job
+    kind, _, windows, open_ = cut_stream(root, m, index, minutes)
     p = _p_beep(paths, windows[open_])
     out = {"machine": m.index, "kind": kind, "windows": len(windows),
            "gated": int((~open_).sum()), "events": {}, "max": {}}
@@ -420,6 +504,74 @@ def _stream_job(job: tuple[str, Machine, dict, int, float, dict]) -> dict:
         out["events"][key] = count_events(full, thresholds[key])
         out["max"][key] = float(np.nanmax(full)) if open_.any() else None
     return out
+
+
+def event_runs(scores: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(first, last) window of every event: the runs `calibrate.count_events` counts."""
+    on = np.nan_to_num(scores, nan=-1.0) >= threshold
+    edges = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(),
+                    (np.flatnonzero(edges == -1) - 1).tolist()))
+
+
+def _feedback_job(job: tuple[str, Machine, str, int, float]) -> dict:
+    """One stream of the owner's listening with the shipped model: its false alarms as the
+    alerts the owner answers "Not the beep", each the event's windows and the one before and
+    after (the alert clip: 2 s before the detection, 1 s after; gated windows too, since the
+    clip is the audio as it was)."""
+    from ..training.calibrate import count_events
+
+    root, m, shipped, index, minutes = job
+    kind, starts, windows, open_ = cut_stream(root, m, index, minutes)
+    full = np.full(len(windows), np.nan)
+    full[open_] = _p_beep({"shipped": shipped}, windows[open_])["shipped"]
+    threshold = float(_net(shipped).threshold)
+    runs = event_runs(full, threshold)
+    assert len(runs) == count_events(full, threshold)
+    alerts = [{"first": a, "last": b, "starts": starts[max(0, a - 1):b + 2].tolist(),
+               "windows": windows[max(0, a - 1):b + 2]} for a, b in runs]
+    return {"machine": m.index, "index": index, "kind": kind, "windows": len(windows),
+            "samples": int(starts[-1]) + CLIP, "gated": int((~open_).sum()),
+            "alerts": alerts}
+
+
+def write_feedback(out: Path, streams: list[dict], beep_files: list[Path]) -> dict:
+    """The owner's answers as the daemon keeps them (`beepnet.notify.feedback`):
+    ``out/not_beep`` and ``out/beep``, 3-s int16 WAV windows named ``<stamp>_<sample>.wav``
+    with one stamp per alert. The listening's alerts are stamped by their time in it (the
+    streams one after another from midnight), the beeps after it, a minute apart: stamps
+    never repeat, and `beepnet train` keeps an alert's windows on one side of its split.
+    Returns what was written, for the JSON file."""
+    import datetime
+
+    import soundfile as sf
+
+    day = datetime.datetime.strptime(FEEDBACK_DAY, "%Y%m%d")
+    (out / "not_beep").mkdir(parents=True, exist_ok=True)
+    (out / "beep").mkdir(parents=True, exist_ok=True)
+    stamps = set()
+    lengths = []
+    offset = 0  # of the stream in the listening, in samples
+    for r in sorted(streams, key=lambda r: r["index"]):
+        for alert in r["alerts"]:
+            at = offset + alert["starts"][0]
+            stamp = (day + datetime.timedelta(seconds=at // SR)).strftime("%Y%m%d-%H%M%S")
+            assert stamp not in stamps  # two events' first windows are 3 s apart at least
+            stamps.add(stamp)
+            lengths.append(len(alert["starts"]))
+            for a, w in zip(alert["starts"], alert["windows"]):
+                sf.write(out / "not_beep" / f"{stamp}_{offset + a:010d}.wav", w, SR,
+                         subtype="PCM_16")
+        offset += r["samples"]
+    after = day + datetime.timedelta(seconds=offset // SR + 60)
+    for i, f in enumerate(beep_files):
+        stamp = (after + datetime.timedelta(minutes=i)).strftime("%Y%m%d-%H%M%S")
+        shutil.copyfile(f, out / "beep" / f"{stamp}_{0:010d}.wav")
+    return {"not_beep_alerts": len(lengths), "not_beep_windows": int(sum(lengths)),
+            "windows_per_alert_max": max(lengths, default=0), "beep_alerts": len(beep_files),
+            "hours": sum(r["windows"] for r in streams) * HOP / SR / 3600,
+            "alerts_by_kind": {k: sum(len(r["alerts"]) for r in streams if r["kind"] == k)
+                               for k in sorted({r["kind"] for r in streams})}}
 
 
 def _init_worker() -> None:
@@ -441,11 +593,14 @@ class MachineResult:
     negative_windows: int = 0
     hours: float = 0.0
     streams: list = field(default_factory=list)
+    feedback: dict = field(default_factory=dict)
+    """The owner's answers the feedback model learned from (`write_feedback`)."""
 
 
 def run(root: str | Path, s: Settings, work: Path) -> dict:
     """Every figure of the run, as the JSON file holds it."""
     from ..model.preflight import find_default_model
+    from ..training import corrections
 
     root = str(root)
     t0 = time.monotonic()
@@ -478,10 +633,35 @@ def run(root: str | Path, s: Settings, work: Path) -> dict:
             for folder, _ in mine:
                 counts[folder] = counts.get(folder, 0) + 1
             results[m.index].user_set = {"chunks": counts, "beep_times": False}
-        # 2. the models, the slowest first so that the two workers end together
+        # 2. the owner's answers: the shipped model listening before the held-out recordings
+        # (the slow part, in the workers), and the replay set the feedback model learns
+        # beside them (generated once, in this process: `generate` has its own workers,
+        # which the pool's cannot have)
         t = time.monotonic()
-        builds = [(m.index, key, str(work / f"machine-{m.index}" / "user-set"), shipped,
-                   s.epochs) for key in ("init", "original", "enroll") for m in machines]
+        fb_streams = max(1, round(s.feedback_hours * 60 / s.stream_minutes))
+        log.info("realuser: the shipped model listening %.1f h per machine; owners answer "
+                 "its alerts", fb_streams * s.stream_minutes / 60)
+        jobs_f = [(root, m, str(shipped), FEEDBACK_STREAMS + j, s.stream_minutes)
+                  for j in range(fb_streams) for m in machines]
+        heard: dict[int, list[dict]] = {m.index: [] for m in machines}
+        for r in workers.imap_unordered(_feedback_job, jobs_f):
+            heard[r["machine"]].append(r)
+        for m in machines:
+            mdir = work / f"machine-{m.index}"
+            # The first beep chunks, in the order the user's set was recorded (its names).
+            beeps = sorted((mdir / "user-set" / "beep").glob("*.wav"))[:s.feedback_beeps]
+            results[m.index].feedback = write_feedback(mdir / "feedback", heard[m.index],
+                                                       beeps)
+            log.info("realuser: machine %d: %d false alarms answered, %d beeps",
+                     m.index, results[m.index].feedback["not_beep_alerts"], len(beeps))
+        del heard  # the alerts' audio is in the files now
+        replay = corrections.make_replay(work / "replay", s.replay_clips)
+        feedback_s = time.monotonic() - t
+        # 3. the models, the slowest first so that the two workers end together
+        t = time.monotonic()
+        builds = [(m.index, key, str(work / f"machine-{m.index}"), shipped,
+                   s.feedback_epochs if key == "feedback" else s.epochs, str(replay))
+                  for key in ("feedback", "init", "original", "enroll") for m in machines]
         log.info("realuser: building %d models", len(builds))
         for name, key, info in workers.imap_unordered(_build_model, builds):
             results[name].models[key] = info
@@ -490,7 +670,7 @@ def run(root: str | Path, s: Settings, work: Path) -> dict:
         build_s = time.monotonic() - t
         for m in machines:
             results[m.index].models["shipped"] = {"path": str(shipped)}
-        # 3. new recordings
+        # 4. new recordings
         t = time.monotonic()
         paths = {m.index: {k: v["path"] for k, v in results[m.index].models.items()
                            if "path" in v} for m in machines}
@@ -542,8 +722,8 @@ def run(root: str | Path, s: Settings, work: Path) -> dict:
     return {"settings": asdict(s), "library": root, "shipped_model": str(find_default_model()),
             "shipped_sha256": hashlib.sha256(Path(shipped).read_bytes()).hexdigest(),
             "machines": [asdict(results[m.index]) for m in machines],
-            "seconds": {"total": time.monotonic() - t0, "models": build_s,
-                        "heldout": heldout_s},
+            "seconds": {"total": time.monotonic() - t0, "feedback": feedback_s,
+                        "models": build_s, "heldout": heldout_s},
             "cpu_seconds": _cpu_seconds() - cpu0}
 
 
@@ -595,7 +775,8 @@ def _cpu_seconds() -> float:
 
 # -- the table ---------------------------------------------------------------------------
 def table(out: dict) -> str:
-    """One markdown table: a row per machine and model."""
+    """One markdown table: a row per machine and model; then the feedback model beside the
+    shipped one (`feedback_table`)."""
     lines = ["| machine (beep) | model | recall | recall, whole beep in window | false alarms "
              "| FA / h | errors (misses + FA) | target |", "|---|---|---|---|---|---|---|---|"]
     hours = []
@@ -618,7 +799,7 @@ def table(out: dict) -> str:
                          + ("—" if whole is None else
                             f"{whole:.3f} ({h['whole_pattern_windows']} windows)")
                          + f" | {h['false_alarms']} in {h['hours']:.1f} h | "
-                         f"{rate} | {h['errors']} | {_verdict(h, key, base)} |")
+                         f"{rate} | {h['errors']} | {_verdict(h, key, base, info)} |")
     total = out["seconds"]["total"]
     lines.append("")
     lines.append(f"Negatives: {', '.join(f'{h:.1f}' for h in hours)} h per machine "
@@ -626,10 +807,50 @@ def table(out: dict) -> str:
                  f"{TARGET_FA_PER_HOUR} false alarms / h, errors ≤ half the original net's. "
                  f"Shipped model sha256 {out['shipped_sha256'][:12]}; run {total:.0f} s "
                  f"({out['cpu_seconds']:.0f} s CPU).")
+    return "\n".join(lines) + "\n\n" + feedback_table(out)
+
+
+def _rate(h: dict) -> str:
+    return (f"< {h['fa_per_hour_bound95']:.2f} (0)" if h["false_alarms"] == 0
+            else f"{h['fa_per_hour']:.2f} ({h['false_alarms']})")
+
+
+def feedback_table(out: dict) -> str:
+    """The shipped model and `beepnet train --feedback` from it, side by side on the same
+    held-out recordings: what answering the alerts did, and what it learned from."""
+    lines = ["| machine (beep) | recall: shipped → feedback | FA / h (events): shipped → "
+             "feedback | owner's answers | never-worse check (errors: new vs shipped) |",
+             "|---|---|---|---|---|"]
+    for res in out["machines"]:
+        mach = f"{res['machine']['index'] + 1} ({res['beep_kind']})"
+        ship = res["models"].get("shipped", {}).get("heldout")
+        info = res["models"].get("feedback", {})
+        fb = info.get("heldout")
+        f = res.get("feedback") or {}
+        answers = (f"{f['not_beep_alerts']} false alarms in {f['hours']:.1f} h "
+                   f"({f['not_beep_windows']} windows), {f['beep_alerts']} beeps"
+                   if f else "—")
+        if ship is None or fb is None:
+            lines.append(f"| {mach} | — | — | {answers} | not built: "
+                         f"{info.get('skipped', 'not available')} |")
+            continue
+        checks = "; ".join(f"{c['title']} {c['new']['errors']} vs {c['shipped']['errors']}"
+                           + (f" (+{c['tolerance']} allowed)" if c["tolerance"] else "")
+                           + (" ✗" if c["worse"] else "") for c in info.get("checks", []))
+        verdict = "rejected" if info.get("rejected") else "put in use"
+        lines.append(f"| {mach} | {ship['recall']:.3f} → {fb['recall']:.3f} | {_rate(ship)} "
+                     f"→ {_rate(fb)} | {answers} | {verdict}: {checks or info.get('note')} |")
+    lines.append("")
+    lines.append("Feedback: the shipped model fine-tuned on the owner's answers to its alerts "
+                 "in earlier recordings of the home (beside generated clips), its threshold "
+                 "kept; a rejected model would not be put in use, and its .rejected file is "
+                 "scored above. FA / h with 0 false alarms: the 95 % bound.")
     return "\n".join(lines)
 
 
-def _verdict(h: dict, key: str, base: dict | None) -> str:
+def _verdict(h: dict, key: str, base: dict | None, info: dict) -> str:
+    if key == "feedback" and info.get("rejected"):
+        return "rejected by the never-worse check (the .rejected file scored)"
     if key not in TARGETED:
         return "—"
     parts = [("recall", h["meets_recall"]),
@@ -663,17 +884,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heldout-beeps", type=int, default=d.heldout_beeps)
     p.add_argument("--hours", type=float, default=d.hours, help="negative audio per machine")
     p.add_argument("--stream-minutes", type=float, default=d.stream_minutes)
+    p.add_argument("--feedback-hours", type=float, default=d.feedback_hours,
+                   help="the shipped model's listening whose false alarms the owner answers")
+    p.add_argument("--feedback-beeps", type=int, default=d.feedback_beeps,
+                   help="beep chunks of the user's set the owner confirmed")
+    p.add_argument("--feedback-epochs", type=int, default=d.feedback_epochs)
+    p.add_argument("--replay-clips", type=int, default=d.replay_clips,
+                   help="generated clips learned beside the owner's answers")
     p.add_argument("--workers", type=int, default=d.workers)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for name in ("machines", "heldout_beeps", "epochs", "workers", "beeps", "others"):
+    for name in ("machines", "heldout_beeps", "epochs", "workers", "beeps", "others",
+                 "feedback_epochs", "replay_clips"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.hours <= 0 or args.stream_minutes < 0.5:
         p.error("--hours must be above 0 and --stream-minutes at least 0.5")
+    if args.feedback_hours <= 0 or args.feedback_beeps < 0:
+        p.error("--feedback-hours must be above 0 and --feedback-beeps at least 0")
     s = Settings(machines=args.machines, seed=args.seed, beeps=args.beeps, others=args.others,
                  epochs=args.epochs, heldout_beeps=args.heldout_beeps, hours=args.hours,
-                 stream_minutes=args.stream_minutes, workers=args.workers)
+                 stream_minutes=args.stream_minutes, feedback_hours=args.feedback_hours,
+                 feedback_beeps=args.feedback_beeps, feedback_epochs=args.feedback_epochs,
+                 replay_clips=args.replay_clips, workers=args.workers)
     problem = _library_problem(args.real)
     if problem:
         print(f"beepnet: realuser: {problem}", file=sys.stderr)

@@ -48,7 +48,7 @@ def make_notifier(cfg, receive: bool = False):
     if receive and t.enabled:
         bot = BotSettings(state_dir=s.path / "telegram", feedback_dir=s.path / "feedback",
                           alert_dir=s.alert_dir, status_file=status_path(cfg),
-                          storage_dir=s.path, name=n.name,
+                          storage_dir=s.path, name=n.name, config_path=cfg.origin.path,
                           allowed_user_ids=t.allowed_users)
     return Notifier(s.alert_dir, s.outbox_dir, cooldown_minutes=n.cooldown_minutes,
                     telegram=t if t.enabled else None,

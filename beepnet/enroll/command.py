@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import config
 from ..audio import SAMPLE_RATE
 from ..config import Config
 
@@ -41,8 +40,6 @@ log = logging.getLogger(__name__)
 
 WORSE = 3
 """Exit status when the new model was worse and the model in use stays (as `beepnet train`)."""
-SERVICE_STATE = Path("/var/lib/beepnet")
-"""The service's StateDirectory: where its models go when enrolling for /etc's config."""
 ROOM_GAP_S = 0.5
 """In file mode without --room: sound this far from any found beep stands for the room."""
 TRAIN_BEEPS = 320
@@ -72,64 +69,30 @@ def run(cfg: Config, args) -> int:
         return 2 if isinstance(e, UsageError) else 1
 
 
-def config_target(cfg: Config) -> Path:
-    """The config file to change: the one in use, else the user's own (created)."""
-    return cfg.origin.path or config.user_config(os.environ)
-
-
-def data_dir(cfg: Config) -> Path:
-    """Where models and recordings go. For the service's /etc config (enrolling with sudo),
-    its StateDirectory: the service cannot see /root or /home (ProtectHome)."""
-    if (not cfg.storage.dir and not os.environ.get("STATE_DIRECTORY")
-            and cfg.origin.path is not None and cfg.origin.path == config.SYSTEM_CONFIG):
-        return SERVICE_STATE
-    return cfg.storage.path
-
-
-def _writable(path: Path) -> str | None:
-    """Why the config file ``path`` (maybe not there yet) cannot be written, or None."""
-    if path.exists():
-        if not path.is_file():
-            return "not a file"
-        if not os.access(path, os.W_OK):
-            return "permission denied"
-        folder = path.parent
-    else:
-        folder = path.parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        if not folder.is_dir():
-            return f"{folder} is not a folder"
-    # It is replaced atomically, through a temp file in its folder.
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot create files in {folder}"
-    return None
-
-
 def _run(cfg: Config, args) -> int:
-    from .configfile import ConfigFileError, use_model
+    from ..config import state_dir
+    from .configfile import ConfigFileError, config_target, put_in_use, put_in_use_problem
 
     _check_numbers(args)
     target = config_target(cfg)
-    problem = _writable(target)
+    problem = put_in_use_problem(cfg)
     if problem:
-        raise EnrollError(f"cannot write config file {target} ({problem}): run as a user who "
-                          "can (sudo for /etc/beepnet/beepnet.toml), or give --config PATH")
+        raise EnrollError(problem)
     if args.use_shipped:
         try:
-            use_model(target, "")
+            how = put_in_use(cfg, "", "beepnet enroll --use-shipped")
         except ConfigFileError as e:
             raise EnrollError(str(e)) from None
-        say(f"set detector.model = \"\" in {target}: the shipped model is in use again "
-            f"(enrolled models stay in {data_dir(cfg) / 'models'}).")
+        say(f"{how}: the shipped model is in use again (enrolled and retrained models stay "
+            f"in {state_dir(cfg) / 'models'}).")
         _tell_daemon(cfg, target, "the shipped model")
         return 0
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     keep = Path(args.enroll_dir).expanduser() if args.enroll_dir else \
-        data_dir(cfg) / "enroll" / stamp
+        state_dir(cfg) / "enroll" / stamp
     model_path = Path(args.model_out).expanduser() if args.model_out else \
-        data_dir(cfg) / "models" / f"enrolled-{stamp}.safetensors"
+        state_dir(cfg) / "models" / f"enrolled-{stamp}.safetensors"
     base_path, base = _base_model(cfg)
 
     heard = _get_audio(cfg, args)
@@ -388,7 +351,7 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
 def _decide(cfg: Config, args, target: Path, model_path: Path, new, current, keep: Path
             ) -> int:
     from ..model.compare import is_worse, side_by_side
-    from .configfile import ConfigFileError, use_model
+    from .configfile import ConfigFileError, put_in_use
 
     if current is not None:
         say(side_by_side(new, current))
@@ -401,10 +364,9 @@ def _decide(cfg: Config, args, target: Path, model_path: Path, new, current, kee
                   f"recordings are in {keep}.", file=sys.stderr)
             return WORSE
     try:
-        use_model(target, str(model_path))
+        say(put_in_use(cfg, str(model_path), "beepnet enroll"))
     except ConfigFileError as e:
         raise EnrollError(f"{e} (the new model is saved as {model_path})") from None
-    say(f"set detector.model = \"{model_path}\" in {target}")
     if 0 < cfg.detector.threshold:
         from ..model.modelfile import read_header
 

@@ -1,5 +1,11 @@
 """Pointing the config file at a model: keys of one table changed in place in the TOML text.
 
+Also which config file that is (`config_target`), and `put_in_use` for every command that
+puts a model in use (`beepnet enroll`, `beepnet train --feedback`, the bot's /retrain):
+through the config file when it can be written, else through the state folder's
+``models/in-use.json`` (`beepnet.model.inuse`: the service's own /retrain, whose config
+file is root's).
+
 As the monitor does for the gate (`beepnet.monitor.savegate`), the text is edited rather
 than re-written by a TOML library, so the owner's comments and layout stay: each key's line
 in the ``[detector]`` table is replaced (indentation and trailing comment kept), a missing
@@ -19,6 +25,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from .. import config
+from ..config import Config
 from ..fsutil import write_atomic
 
 _TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\"' -]+?)\s*\]\s*(#.*)?$")
@@ -26,6 +34,80 @@ _TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\"' -]+?)\s*\]\s*(#.*)?$")
 
 class ConfigFileError(Exception):
     """The config file cannot be changed; ``str()`` is one line."""
+
+
+def config_target(cfg: Config) -> Path:
+    """The config file to change: the one in use, else the user's own (created)."""
+    return cfg.origin.path or config.user_config(os.environ)
+
+
+def writable(path: Path) -> str | None:
+    """Why the config file ``path`` (maybe not there yet) cannot be written, or None."""
+    if path.exists():
+        if not path.is_file():
+            return "not a file"
+        if not os.access(path, os.W_OK):
+            return "permission denied"
+        folder = path.parent
+    else:
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+    # It is replaced atomically, through a temp file in its folder.
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create files in {folder}"
+    return None
+
+
+def put_in_use_problem(cfg: Config) -> str | None:
+    """Why no new model could be put in use (one line), or None: the config file can be
+    written, or else the state folder's in-use.json can."""
+    from ..model import inuse
+
+    target = config_target(cfg)
+    why = writable(target)
+    if why is None:
+        return None
+    choice = inuse.path_in(config.state_dir(cfg))
+    also = writable(choice)
+    if also is None:
+        return None
+    return (f"cannot write config file {target} ({why}) nor {choice} ({also}): run as a user "
+            "who can (sudo for /etc/beepnet/beepnet.toml), or give --config PATH")
+
+
+def put_in_use(cfg: Config, model: str, by: str) -> str:
+    """Make ``model`` ("" the shipped model) the model in use; the line that says how.
+    ConfigFileError when it cannot be."""
+    from ..model import inuse
+
+    target = config_target(cfg)
+    state = config.state_dir(cfg)
+    why = writable(target)
+    if why is None:
+        use_model(target, model)
+        try:
+            inuse.forget(state)  # the config file decides again
+        except OSError:
+            pass
+        return f"set detector.model = \"{model}\" in {target}"
+    # The config's own detector.model, under any model put in use before this way.
+    config_model = cfg.origin.chosen.config_model if cfg.origin.chosen else cfg.detector.model
+    try:
+        if not model:
+            inuse.forget(state)
+            if config_model:
+                raise ConfigFileError(f"cannot write config file {target} ({why}), which sets "
+                                      f"detector.model = \"{config_model}\"")
+            return f"removed {inuse.path_in(state)}: the config file's model is in use again"
+        where = inuse.write(state, Path(model), config_model, by)
+    except OSError as e:
+        raise ConfigFileError(f"cannot write config file {target} ({why}) nor "
+                              f"{inuse.path_in(state)} ({e.strerror or e})") from None
+    return (f"config file {target} cannot be changed ({why}): put the new model in use "
+            f"through {where} (a detector.model set in the config file wins over it)")
 
 
 def toml_string(value: str) -> str:

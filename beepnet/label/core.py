@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,9 +62,12 @@ class Clip:
 
     @property
     def order(self) -> tuple:
-        """Session, then the first sample's number (numerically, if it is one), then name."""
+        """Session, then the first sample's number (numerically, if it is one), then name,
+        then the whole path: two /missed close together can keep the same chunk in two
+        folders, and the queue's order must not depend on the order a directory lists in."""
         tail = self.path.stem.rsplit("_", 1)[-1] if "_" in self.path.stem else ""
-        return (self.session, int(tail) if tail.isdigit() else -1, self.path.name)
+        return (self.session, int(tail) if tail.isdigit() else -1, self.path.name,
+                str(self.path))
 
 
 def list_clips(directory: Path) -> list[Clip]:
@@ -75,6 +78,22 @@ def list_clips(directory: Path) -> list[Clip]:
     """
     clips = [Clip(p) for p in directory.iterdir()
              if not p.name.startswith(".") and p.is_file()]
+    return sorted(clips, key=lambda c: c.order)
+
+
+def unsure_folders(unsure_dir: Path) -> list[Path]:
+    """``unsure_dir`` and its visible subfolders (one per /missed), the folder itself first.
+
+    Only one level down: /missed makes ``unsure/<time>/`` and nothing deeper.
+    """
+    subs = sorted(p for p in unsure_dir.iterdir() if not p.name.startswith(".") and p.is_dir())
+    return [unsure_dir, *subs]
+
+
+def list_clips_in(folders: Sequence[Path]) -> list[Clip]:
+    """The files to label in all of ``folders`` (see :func:`list_clips`), as one queue in
+    recording order."""
+    clips = [c for folder in folders for c in list_clips(folder)]
     return sorted(clips, key=lambda c: c.order)
 
 
@@ -203,11 +222,13 @@ class Session:
     """The clips still to label, the labels, and the moves (through a :class:`Journal`)."""
 
     def __init__(self, clips: list[Clip], out_dir: Path, labels: list[str],
-                 journal: Journal) -> None:
+                 journal: Journal, reserved: Sequence[str] = ()) -> None:
         self.queue: list[Clip] = list(clips)
         self.pos = 0
         self.out_dir = Path(out_dir)
         self.labels: list[str] = list(labels)
+        self.reserved = frozenset(reserved)
+        """Folder names of ``out_dir`` that must not become labels (``unsure`` for --unsure)."""
         self.journal = journal
         self.counts = Counts(in_folder={lb: _count_files(self.out_dir / lb) for lb in labels})
         self.last: Labelled | None = None
@@ -233,6 +254,8 @@ class Session:
         problem = check_label(name)
         if problem:
             return problem
+        if name in self.reserved:
+            return f"{name!r} cannot be a label here: {self.out_dir / name} holds clips to label"
         if name not in self.labels:
             if len(self.labels) >= len(LABEL_KEYS):
                 return f"no key left for another label ({len(LABEL_KEYS)} is the most)"
@@ -272,17 +295,20 @@ class Session:
             self.pos += 1
             self.counts.skipped += 1
 
-    def undo(self, in_dir: Path) -> UndoResult | None:
+    def undo(self, in_dirs: Path | Sequence[Path]) -> UndoResult | None:
         """Undo the last batch in the journal (this session's or an earlier one's).
 
-        Clips moved back into ``in_dir`` rejoin the queue in recording order, and the first of
-        them becomes the current clip.
+        Clips moved back into one of ``in_dirs`` (one folder, or the folders the queue was
+        read from) rejoin the queue in recording order, and the first of them becomes the
+        current clip; clips moved back elsewhere (an earlier session's other folder) do not.
         """
+        if isinstance(in_dirs, (str, os.PathLike)):
+            in_dirs = [Path(in_dirs)]
         result = self.journal.undo_last()
         if result is None:
             return None
-        back = [Clip(to) for _, to in result.restored
-                if to.parent.resolve() == Path(in_dir).resolve()]
+        queued_from = {Path(d).resolve() for d in in_dirs}
+        back = [Clip(to) for _, to in result.restored if to.parent.resolve() in queued_from]
         for c in back:
             if c not in self.queue:
                 self.queue.append(c)

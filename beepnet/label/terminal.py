@@ -18,6 +18,7 @@ import tty
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..notify.feedback import UNSURE
 from .analysis import Analyser, ModelState, Prefetcher
 from .core import (
     DEFAULT_LABELS,
@@ -28,8 +29,10 @@ from .core import (
     Similarity,
     check_label,
     list_clips,
+    list_clips_in,
     select_run,
     suggest,
+    unsure_folders,
 )
 from .journal import Journal, JournalError
 from .player import Player, find_player
@@ -97,13 +100,18 @@ class App:
     """Turns keys into session actions; one clip on screen at a time."""
 
     def __init__(self, session: Session, analyser: Analyser, player: Player, player_note: str,
-                 in_dir: Path, similarity: Similarity) -> None:
+                 in_dirs: list[Path], similarity: Similarity,
+                 again: str = "beepnet label") -> None:
         self.session = session
         self.analyser = analyser
         self.prefetch = Prefetcher(analyser)
         self.player = player
         self.player_note = player_note
-        self.in_dir = in_dir
+        self.in_dirs = list(in_dirs)
+        """The folders the queue was read from: an undo puts clips back into them."""
+        self.where = describe_folders(self.in_dirs)
+        self.again = again
+        """The command that shows the skipped clips again."""
         self.similarity = similarity
         self.message = ""
         self.message_style = "bold yellow"
@@ -204,12 +212,13 @@ class App:
         elif self.mode == "name":
             prompt = f"New label: {self.typed}█   Enter files this clip under it, Esc cancels"
         return Screen(
-            clip=clip, position=s.pos + 1, total=len(s.queue), in_dir=str(self.in_dir),
+            clip=clip, position=s.pos + 1, total=len(s.queue), in_dir=self.where,
             out_dir=str(s.out_dir), labels=s.labels, in_folder=s.counts.in_folder,
             analysis=analysis, complete=complete, suggestion=sug,
             model_note=self._model_note(), player_note=self.player_note,
             moved=s.counts.moved, undone=s.counts.undone, skipped=s.counts.skipped,
-            prompt=prompt, message=self.message, message_style=self.message_style)
+            prompt=prompt, message=self.message, message_style=self.message_style,
+            again=self.again)
 
     def _say(self, text: str, style: str = "bold yellow") -> None:
         self.message, self.message_style = text, style
@@ -242,7 +251,7 @@ class App:
                 self._deferred = self._accept
         elif key == "s":
             s.skip()
-            self._say(f"skipped {clip.name} (it stays in {self.in_dir})")
+            self._say(f"skipped {clip.name} (it stays in {clip.path.parent})")
         elif key == "p":
             if self.analyser.look(clip)[0] is None:
                 self._say("cannot play this file: it is not readable audio")
@@ -290,7 +299,7 @@ class App:
             self._say(f"{clip.name} -> {label}/  (a: also label the similar clips that follow)")
 
     def _undo(self) -> None:
-        result = self.session.undo(self.in_dir)
+        result = self.session.undo(self.in_dirs)
         if result is None:
             self._say("nothing to undo")
             return
@@ -355,15 +364,28 @@ class App:
 
 # -- the subcommand ----------------------------------------------------------------------------
 
-def initial_labels(out_dir: Path, given: str | None) -> tuple[list[str], str | None]:
+def describe_folders(folders: list[Path]) -> str:
+    """The input folders in one short phrase for the screen and the messages: the folder
+    itself when there is one (as before --unsure), else where they are."""
+    if len(folders) == 1:
+        return str(folders[0])
+    common = Path(os.path.commonpath([str(f) for f in folders]))
+    if common == folders[0]:  # --unsure: unsure/ first, then its <time>/ subfolders
+        return f"{common} and {len(folders) - 1} folder(s) in it"
+    return f"{len(folders)} folders under {common}"
+
+
+def initial_labels(out_dir: Path, given: str | None,
+                   reserved: tuple[str, ...] = ()) -> tuple[list[str], str | None]:
     """(labels, problem). ``--labels`` first, then label folders already in ``out_dir``, then
-    beep and not_beep; "beep" is always one of them, and first."""
+    beep and not_beep; "beep" is always one of them, and first. A folder named in
+    ``reserved`` is not a label (feedback/unsure holds the clips still to label)."""
     names: list[str] = []
     if given:
         names = [n.strip() for n in given.split(",") if n.strip()]
     if out_dir.is_dir():
         names += sorted(p.name for p in out_dir.iterdir()
-                        if p.is_dir() and not p.name.startswith("."))
+                        if p.is_dir() and not p.name.startswith(".") and p.name not in reserved)
     if not names:
         names = list(DEFAULT_LABELS)
     out: list[str] = [POSITIVE]
@@ -371,11 +393,38 @@ def initial_labels(out_dir: Path, given: str | None) -> tuple[list[str], str | N
         problem = check_label(n)
         if problem:
             return [], problem
+        if n in reserved:
+            return [], f"{n!r} cannot be a label here: {out_dir / n} holds clips to label"
         if n not in out:
             out.append(n)
     if len(out) > len(LABEL_KEYS):
         return [], f"{len(out)} labels: at most {len(LABEL_KEYS)} fit on the keys"
     return out, None
+
+
+def unsure_undo_folders(unsure: Path, journal: Journal) -> list[Path]:
+    """The ``unsure/<time>/`` folders of journalled moves that can still be undone.
+
+    Emptied subfolders are removed when a session ends, so they are no longer listed at the
+    next start; an undo there still brings a clip back into its own folder (the move makes it
+    again), and the clip must rejoin the queue.
+    """
+    base = unsure.absolute()
+    return sorted({m.src.parent for m in journal.effective()
+                   if m.src.parent.parent == base and not m.src.parent.name.startswith(".")})
+
+
+def remove_emptied(unsure: Path, folders: list[Path]) -> None:
+    """Remove the ``unsure/<time>/`` folders left empty by labelling (rmdir: only an empty
+    folder goes; one still holding a skipped clip, or refilled meanwhile, stays)."""
+    for folder in folders:
+        if folder.parent.absolute() == unsure.absolute():
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+            else:
+                log.debug("removed the emptied %s", folder)
 
 
 def cmd_label(cfg, args) -> int:
@@ -385,10 +434,23 @@ def cmd_label(cfg, args) -> int:
         print(f"beepnet label: {text}", file=sys.stderr)
         return status
 
-    in_dir = Path(args.in_dir or cfg.record.dir).expanduser()
-    out_dir = Path(args.labelled_dir).expanduser() if args.labelled_dir else (
-        in_dir.parent / "labelled")
-    labels, problem = initial_labels(out_dir, args.labels)
+    unsure = None
+    if getattr(args, "unsure", False):
+        if args.in_dir or args.labelled_dir:
+            return fail("--unsure takes no UNLABELLED_DIR and no --out: it labels the clips "
+                        "under storage.dir/feedback/unsure into storage.dir/feedback", 2)
+        # Where the daemon keeps it: for the service's /etc config (with sudo), its state
+        # folder, as `beepnet enroll` and `beepnet train --feedback` find it.
+        from ..config import state_dir
+
+        out_dir = state_dir(cfg) / "feedback"
+        unsure = out_dir / UNSURE
+    else:
+        in_dir = Path(args.in_dir or cfg.record.dir).expanduser()
+        out_dir = Path(args.labelled_dir).expanduser() if args.labelled_dir else (
+            in_dir.parent / "labelled")
+    reserved = (UNSURE,) if unsure is not None else ()
+    labels, problem = initial_labels(out_dir, args.labels, reserved)
     if problem:
         return fail(problem, 2)
     model = args.label_model or cfg.detector.model or None
@@ -396,15 +458,31 @@ def cmd_label(cfg, args) -> int:
         return fail("--model and --no-model contradict each other", 2)
     if args.label_model and not Path(args.label_model).expanduser().is_file():
         return fail(f"{args.label_model}: no such model file", 1)
-    if not in_dir.is_dir():
-        return fail(f"{in_dir}: no such directory (record some chunks with `beepnet record`, "
-                    "or give the folder they are in)", 1)
-    try:
-        clips = list_clips(in_dir)
-    except OSError as e:
-        return fail(f"{in_dir}: {e.strerror or e}", 1)
-    if not clips:
-        return fail(f"{in_dir}: no clips to label (record some with `beepnet record`)", 1)
+    if unsure is not None:
+        # The path tells a user whose shell has another storage.dir than the service where
+        # this looked; the bot's /missed is what fills it.
+        none_yet = (f"{unsure}: no clips to label (the bot's /missed keeps the last minutes "
+                    "of sound there; another storage.dir: --set storage.dir=DIR)")
+        if not unsure.is_dir():
+            return fail(none_yet, 1)
+        try:
+            in_dirs = unsure_folders(unsure)
+            clips = list_clips_in(in_dirs)
+        except OSError as e:
+            return fail(f"{e.filename or unsure}: {e.strerror or e}", 1)
+        if not clips:
+            return fail(none_yet, 1)
+    else:
+        if not in_dir.is_dir():
+            return fail(f"{in_dir}: no such directory (record some chunks with `beepnet "
+                        "record`, or give the folder they are in)", 1)
+        try:
+            clips = list_clips(in_dir)
+        except OSError as e:
+            return fail(f"{in_dir}: {e.strerror or e}", 1)
+        if not clips:
+            return fail(f"{in_dir}: no clips to label (record some with `beepnet record`)", 1)
+        in_dirs = [in_dir]
     if not sys.stdin.isatty():
         return fail("needs a terminal to read keys from (stdin is not a tty); run it in an "
                     "SSH session or a terminal", 2)
@@ -413,18 +491,24 @@ def cmd_label(cfg, args) -> int:
     except JournalError as e:
         return fail(str(e), 1)
     with journal:
+        if unsure is not None:
+            in_dirs += [d for d in unsure_undo_folders(unsure, journal)
+                        if d.absolute() not in {f.absolute() for f in in_dirs}]
         # A restart after a kill: a clip whose move was finished by the journal is gone now.
         clips = [c for c in clips if c.path.exists()]
-        session = Session(clips, out_dir, labels, journal)
+        session = Session(clips, out_dir, labels, journal, reserved)
         command, note = find_player(args.player)
         app = App(session, Analyser(model, use_model=not args.no_model), Player(command), note,
-                  in_dir, Similarity())
+                  in_dirs, Similarity(),
+                  again="beepnet label --unsure" if unsure is not None else "beepnet label")
         started = time.monotonic()
         status = app.run_loop(sys.stdin.fileno())
+    if unsure is not None:
+        remove_emptied(unsure, in_dirs)
     c = session.counts
     left = len(session.queue)
     print(f"moved {c.moved} clip(s), undid {c.undone}, skipped {c.skipped}; {left} clip(s) "
-          f"left in {in_dir} ({time.monotonic() - started:.0f} s)")
+          f"left in {app.where} ({time.monotonic() - started:.0f} s)")
     if c.moved:
         print("per label now: " + ", ".join(f"{lb} {n}" for lb, n in c.in_folder.items()))
     return status

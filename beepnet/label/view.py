@@ -52,6 +52,8 @@ class Screen:
     """Feedback on the last key (what moved where, what went wrong)."""
     message_style: str = "bold yellow"
     extra: list[str] = field(default_factory=list)
+    again: str = "beepnet label"
+    """The command that brings the skipped clips back (``beepnet label --unsure`` for those)."""
 
 
 def spectrogram_lines(spec: np.ndarray, rows: int, cols: int) -> list[Text]:
@@ -159,7 +161,7 @@ def render(s: Screen, width: int, height: int):
     if s.clip is None:
         lines.append(Text(f"No clip left to look at in {s.in_dir}."))
         if s.skipped:
-            lines.append(Text(f"{s.skipped} skipped clip(s) stay there: run `beepnet label` "
+            lines.append(Text(f"{s.skipped} skipped clip(s) stay there: run `{s.again}` "
                               "again to see them."))
         lines.append(Text("u undo  q quit", style="grey50"))
     else:

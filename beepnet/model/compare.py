@@ -106,8 +106,9 @@ def is_worse(new: Score, current: Score) -> bool:
     return new.errors > current.errors
 
 
-def side_by_side(new: Score, current: Score) -> str:
-    """Both scores as a small aligned table, one row each, with a heading line."""
+def side_by_side(new: Score, current: Score, what: str = "held-out clips") -> str:
+    """Both scores as a small aligned table, one row each, with a heading line naming
+    ``what`` was scored."""
     head = ("", "model", "threshold", "beeps caught", "false positives", "errors", "recall",
             "false alarms/h")
     rows = [head] + [(s.name, s.model, f"{s.threshold:.3f}", f"{s.caught} of {s.beeps}",
@@ -117,7 +118,7 @@ def side_by_side(new: Score, current: Score) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                        for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
-    title = (f"held-out clips: {new.beeps} beep(s), {new.negatives} other(s) "
+    title = (f"{what}: {new.beeps} beep(s), {new.negatives} other(s) "
              f"({new.negatives * HOP_S / 60:.1f} min of other audio)")
     return "\n".join([title] + lines)
 

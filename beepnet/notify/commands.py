@@ -24,10 +24,11 @@ from ..daemon.status import read_status
 from ..fsutil import remove_quietly
 from ..logs import redact
 from .duration import DurationError, duration_text, parse_duration
-from .feedback import NO, YES, FeedbackError, FeedbackStore
+from .feedback import NO, UNSURE, YES, FeedbackError, FeedbackStore, describe, summary
 from .mp3 import clip_to_mp3
 from .mute import Ended, Mute
 from .report import last_alert_record, status_text
+from .retrain import Retrainer
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,6 @@ DEFAULT_MUTE_SECONDS = 2 * 3600.0
 STRANGER_LOG_EVERY = 3600.0
 LISTEN_WAIT_SECONDS = 8.0
 """The supervisor gives the recorder 5 s for /listen's clip, then answers itself."""
-UNSURE = "unsure"
-"""feedback/unsure/<time>/: /missed's audio, unlabelled (`beepnet train` reads only files
-right inside a label folder, so these are not trained on until labelled)."""
 LATE_COMMAND_SECONDS = 60.0
 """A /mute older than this (sent while beepnet was not receiving) counts from when it was sent."""
 
@@ -54,19 +52,30 @@ COMMANDS = (
     ("missed", "it missed a beep: keep the last minutes of sound to label and train on"),
     ("mute", "no beep alerts for a while: /mute 2h, /mute 30m, /mute 90 (minutes)"),
     ("unmute", "beep alerts on again"),
+    ("retrain", "learn from your ✅/❌ answers and put the new model in use"),
     ("help", "what the bot understands"),
 )
+
+
+def menu() -> list[tuple[str, str]]:
+    """The commands to register with setMyCommands: /retrain only where it can run."""
+    from .retrain import available
+
+    return [(c, d) for c, d in COMMANDS if c != "retrain" or available() is None]
+
 
 HELP = ("/status: is it listening? microphone, detector, last beep and alert, outbox, disk\n"
         "/listen: the last 10 s the microphone heard, as a clip\n"
         "/missed: it missed a beep you heard: the sound of the last minutes is kept under "
-        "storage.dir/feedback/unsure, to label (`beepnet label`) and train on\n"
+        "storage.dir/feedback/unsure, to label (`beepnet label --unsure`) and train on\n"
         "/mute [duration]: no beep alerts for a while (/mute 2h, /mute 30m, /mute 90 for "
         "minutes; 2 h without one)\n"
         "/unmute: beep alerts on again\n"
+        "/retrain: learn from your answers (✅/❌, labelled /missed clips) and put the new "
+        "model in use if it does better (needs PyTorch on this machine)\n"
         "/help: this list\n"
         "Under each alert: ✅ That was it / ❌ Not the beep keep its sound as training data "
-        "(storage.dir/feedback, for `beepnet train`); 🔕 mutes alerts for 2 h.")
+        "(storage.dir/feedback, for /retrain); 🔕 mutes alerts for 2 h.")
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,9 @@ class BotSettings:
     """Whose free disk space /status reports."""
     name: str = ""
     """notify.name: this listener's short name, "" when not set."""
+    config_path: Path | None = None
+    """The daemon's config file, which /retrain's `beepnet train --feedback` reads and
+    points at the new model (None: built-in defaults)."""
     allowed_user_ids: frozenset[int] = field(default_factory=frozenset)
     """In a group chat, who may command the bot (empty: every member)."""
 
@@ -143,6 +155,8 @@ class Commands:
         self.pending = pending
         self.tell = tell
         self.secrets = (token,)
+        self.retrainer = Retrainer(settings.config_path, settings.storage_dir,
+                                   settings.feedback_dir, tell)
         self.daemon = None
         """The supervisor, for /listen and /missed (`Supervisor.listen`, `.save_recent`);
         None until it runs."""
@@ -211,6 +225,8 @@ class Commands:
             reply = await self._missed()
         elif command == "mute":
             reply = self._mute(arg.strip(), msg.date.timestamp() if msg.date else time.time())
+        elif command == "retrain":
+            reply = self._retrain()
         elif command == "unmute":
             ended = self.mute.end()
             reply = ("Beep alerts are on again; " + held_text(ended) if ended
@@ -277,9 +293,16 @@ class Commands:
                     "(or storage.recent_minutes is 0).")
         log.info("/missed: kept %d clip(s) in %s", n, dest)
         return (f"Kept {n} clip(s) of 3 s, the sound of the last minutes, in {dest}. To teach "
-                f"beepnet the beep it missed, label them on the Pi:\n"
-                f"beepnet label {dest} --out {self.settings.feedback_dir}\n"
-                f"then train with `beepnet train {self.settings.feedback_dir} --init default`.")
+                "beepnet the beep it missed, label them on the Pi:\n"
+                "beepnet label --unsure\n"
+                "then retrain with `beepnet train --feedback` (or /retrain here).")
+
+    def _retrain(self) -> str:
+        counts = summary(self.settings.feedback_dir)
+        if not counts:
+            return ("Nothing to learn yet: answer alerts with ✅ That was it or ❌ Not the beep "
+                    "(or label /missed's clips with `beepnet label --unsure`), then /retrain.")
+        return self.retrainer.start(describe(counts))
 
     def status(self) -> str:
         s = self.settings

@@ -85,6 +85,44 @@ def window_starts(n: int, label: str, beep_at: float | None, beep_length: float,
     return starts
 
 
+UNSURE = "unsure"
+"""feedback/unsure/<time>/: /missed's audio, unlabelled until `beepnet label --unsure`."""
+RETRAIN_REPORT = ".retrain.json"
+"""The last `beepnet train --feedback`'s outcome (beepnet.training.retrain), which /retrain
+tells the owner (beepnet.notify.retrain)."""
+
+
+def label_folders(root: Path) -> list[Path]:
+    """The label folders of a feedback folder: not ``unsure`` (unlabelled), not hidden."""
+    return sorted(p for p in Path(root).iterdir()
+                  if p.is_dir() and p.name != UNSURE and not p.name.startswith("."))
+
+
+def alert_of(stem: str) -> str:
+    """The alert (or /missed save) a kept window came from: the time its name starts with.
+    A name without one is its own group."""
+    m = _STAMP.match(stem)
+    return m.group(1) if m else stem
+
+
+def summary(root: Path) -> dict[str, tuple[int, int]]:
+    """{label: (windows, alerts)} of a feedback folder, from the file names alone."""
+    out: dict[str, tuple[int, int]] = {}
+    if not Path(root).is_dir():
+        return out
+    for folder in label_folders(root):
+        stems = [f.stem for f in folder.iterdir() if f.is_file() and f.suffix == ".wav"]
+        if stems:
+            out[folder.name] = (len(stems), len({alert_of(s) for s in stems}))
+    return out
+
+
+def describe(counts: dict[str, tuple[int, int]]) -> str:
+    """``beep 12 windows of 3 alerts, not_beep 20 windows of 5 alerts``."""
+    return ", ".join(f"{label} {w} window{'s' if w != 1 else ''} of {a} "
+                     f"alert{'s' if a != 1 else ''}" for label, (w, a) in counts.items())
+
+
 class FeedbackStore:
     def __init__(self, root: Path, alert_dir: Path):
         self.root = Path(root)

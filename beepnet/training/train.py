@@ -63,25 +63,12 @@ def session_of(stem: str) -> str:
     return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
 
-def scan(data_dir: str | Path):
-    """(DataFrame[path, rel, label, session], audio int16 array (n, 3 s)).
-
-    Every file is read (at 16 kHz mono), cropped or zero-padded to 3 s. ``session`` is the
-    take of each clip (`beepnet.training.takes`); ``df.attrs["grouping"]`` says how the
-    takes were found.
-    """
-    import pandas as pd
-
+def _read_clips(files: list[Path], prefix: str = ""):
+    """(rows, int16 clips (n, 3 s), stems, mtimes) of the readable ``files``; each unusable
+    one is skipped with one line. ``rel`` is ``<prefix><label folder>/<name>``."""
     from ..audio.files import AudioFileError, read_audio
-    from .takes import find_takes
 
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise TrainError(f"{root}: no such directory")
     n = int(WINDOW_S * SR)
-    files = [f for label_dir in sorted(p for p in root.iterdir() if p.is_dir())
-             for f in sorted(label_dir.iterdir())
-             if f.is_file() and f.suffix.lower() in AUDIO_EXT]
     # One preallocated int16 array (2 bytes a sample): 3000 clips take 290 MB.
     clips = np.zeros((len(files), n), np.int16)
     rows, stems, mtimes, skipped = [], [], [], 0
@@ -101,15 +88,38 @@ def scan(data_dir: str | Path):
         if len(audio) < n:
             audio = np.pad(audio, (0, n - len(audio)))
         clips[len(rows)] = np.round(np.clip(audio[:n], -1, 1) * 32767)
-        rows.append({"path": str(f), "rel": f"{label_dir.name}/{f.name}",
+        rows.append({"path": str(f), "rel": f"{prefix}{label_dir.name}/{f.name}",
                      "label": label_dir.name, "session": ""})
         stems.append(f.stem)
         mtimes.append(mtime)
     if skipped:
         print(f"beepnet: skipped {skipped} unusable file(s)", file=sys.stderr)
+    return rows, clips[:len(rows)], stems, mtimes
+
+
+def _audio_files(folders: list[Path]) -> list[Path]:
+    return [f for label_dir in folders for f in sorted(label_dir.iterdir())
+            if f.is_file() and f.suffix.lower() in AUDIO_EXT]
+
+
+def scan(data_dir: str | Path):
+    """(DataFrame[path, rel, label, session], audio int16 array (n, 3 s)).
+
+    Every file is read (at 16 kHz mono), cropped or zero-padded to 3 s. ``session`` is the
+    take of each clip (`beepnet.training.takes`); ``df.attrs["grouping"]`` says how the
+    takes were found.
+    """
+    import pandas as pd
+
+    from .takes import find_takes
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise TrainError(f"{root}: no such directory")
+    rows, clips, stems, mtimes = _read_clips(
+        _audio_files(sorted(p for p in root.iterdir() if p.is_dir())))
     df = pd.DataFrame(rows, columns=["path", "rel", "label", "session"])
     df = _with_beep_times(df, root)
-    clips = clips[:len(rows)]
     n_beep = int((df.label == "beep").sum())
     n_neg = len(df) - n_beep
     if n_beep < MIN_BEEPS:
@@ -122,6 +132,26 @@ def scan(data_dir: str | Path):
     df["session"] = takes.ids
     df.attrs["grouping"] = takes.how
     return df, clips
+
+
+def scan_feedback(root: str | Path):
+    """The owner's corrections (`beepnet.training.corrections`) as `scan` returns clips, with
+    ``session`` the alert each window came from; TrainError when there are none."""
+    import pandas as pd
+
+    from ..notify.feedback import alert_of, label_folders
+
+    root = Path(root)
+    none = TrainError(f"{root}: no corrections yet (press ✅ or ❌ under an alert, or label "
+                      "/missed's clips with `beepnet label --unsure`)")
+    if not root.is_dir():
+        raise none
+    rows, clips, stems, _ = _read_clips(_audio_files(label_folders(root)), "feedback/")
+    df = pd.DataFrame(rows, columns=["path", "rel", "label", "session"])
+    if not len(df):
+        raise none
+    df["session"] = ["feedback-" + alert_of(s) for s in stems]
+    return df.assign(beep_start=np.nan, beep_end=np.nan), clips
 
 
 def _with_beep_times(df, root: Path):
@@ -258,6 +288,24 @@ def metrics(p_beep: np.ndarray, is_beep: np.ndarray, threshold: float) -> dict:
             "fa_per_hour": fp / hours if hours else float("nan")}
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """The new model and the detector in use scored on one set of held-out clips."""
+
+    title: str
+    """Which clips: "held-out clips", "your held-out alerts", ..."""
+    new: object
+    current: object
+    """`beepnet.model.compare.Score` each."""
+    tolerance: int = 0
+    """How many more mistakes the new model may make on these clips and still be put in
+    use."""
+
+    @property
+    def worse(self) -> bool:
+        return self.new.errors > self.current.errors + self.tolerance
+
+
 @dataclass
 class TrainResult:
     threshold: float
@@ -269,12 +317,18 @@ class TrainResult:
     """Where the model went: ``out``, or beside it when rejected."""
     rejected: bool = False
     """The new model was worse than the one in use and did not replace it."""
-    scores: tuple | None = None
-    """(new, in use) `beepnet.model.compare.Score` on the validation clips, when compared."""
+    scores: list[Comparison] | None = None
+    """The comparisons with the detector in use on the validation clips, when compared."""
     note: str = ""
     """Why there was nothing to compare with, when there was not."""
     grouping: str = ""
     """How the clips were grouped into takes for the split."""
+    owner: dict | None = None
+    """With corrections: {"windows", "alerts", "held_out_alerts", "repeat", "labels"}."""
+
+    @property
+    def worse(self) -> bool:
+        return any(c.worse for c in self.scores or [])
 
 
 SPEED_P = 0.5
@@ -367,16 +421,17 @@ def predict(net, audio: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 
 def _build(arch: str, labels: list[str], init: str | None, lr: float):
-    """The net to train and its learning rate: fresh, or started from a model file."""
+    """(the net to train, its learning rate, the start model's ModelInfo or None): fresh, or
+    started from a model file."""
     from ..model.arch import NetConfig, OriginalConfig
     from .net import BeepNet
     from .original import OriginalBeepNet
     from .torchmodel import load_model
 
     if arch == "original":
-        return OriginalBeepNet(OriginalConfig(n_classes=len(labels))), lr
+        return OriginalBeepNet(OriginalConfig(n_classes=len(labels))), lr, None
     if not init:
-        return BeepNet(NetConfig(n_classes=len(labels))), lr
+        return BeepNet(NetConfig(n_classes=len(labels))), lr, None
     if init == "default":
         from ..model.preflight import find_default_model
 
@@ -389,7 +444,7 @@ def _build(arch: str, labels: list[str], init: str | None, lr: float):
     _transfer(start.net.state_dict(), start.labels, net, labels)
     log.info("starting from %s (classes %s)", init, ", ".join(start.labels))
     # Fine-tuning: a gentler rate keeps what the start model knows about beeps in general.
-    return net, lr / 3
+    return net, lr / 3, start
 
 
 def _transfer(src: dict, src_labels: list[str], net, labels: list[str]) -> None:
@@ -413,7 +468,8 @@ def _transfer(src: dict, src_labels: list[str], net, labels: list[str]) -> None:
 def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0,
           batch_size: int = 32, threads: int = 2, patience: int = 6, arch: str = "beepnet",
           init: str | None = None, lr: float = 3e-3, frame_weight: float = 0.5,
-          current: "DetectorConfig | None" = None, force: bool = False) -> TrainResult:
+          current: "DetectorConfig | None" = None, force: bool = False,
+          feedback: str | Path | None = None) -> TrainResult:
     """Train a model on DATA_DIR, save it to ``out``, return the validation figures.
 
     ``current``: the detector in use (the config's ``detector``); the new model is compared
@@ -424,33 +480,62 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     ``init``: a model file (or "default", the shipped one) to start from.
     ``frame_weight``: share of the frame loss beside the clip loss, where beep times are
     known (0: clip labels only).
+    ``feedback``: the owner's corrections (a ``storage.dir/feedback`` folder) to learn beside
+    DATA_DIR (`beepnet.training.corrections`): repeated in every epoch, held out by alert,
+    the start model's threshold kept, and a worse model never written to ``out``.
     """
+    import pandas as pd
     import torch
     from torch import nn
 
+    from . import corrections
     from .torchmodel import data_hash, save_model
 
     if arch not in ("beepnet", "original"):
         raise TrainError(f"unknown architecture {arch!r} (beepnet or original)")
     if arch == "original" and init:
         raise TrainError("--init only works with --arch beepnet")
+    if feedback is not None and not init:
+        raise TrainError("learning from corrections starts from a model (init)")
     t0 = time.monotonic()
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     df, audio = scan(data_dir)
+    grouping = df.attrs.get("grouping", "")
+    tr, va = split(df, seed)
+    n_data = len(df)
+    own_tr = own_va = np.zeros(0, np.int64)
+    copies, owner = 0, None
+    if feedback is not None:
+        fdf, faudio = scan_feedback(feedback)
+        df = pd.concat([df, fdf], ignore_index=True)
+        audio = np.concatenate([audio, faudio])
+        own_tr, own_va = corrections.owner_split(fdf.session.to_numpy(), fdf.label.to_numpy(),
+                                                 seed)
+        own_tr, own_va = own_tr + n_data, own_va + n_data
+        copies = corrections.repeats(len(own_tr), len(tr))
+        owner = {"windows": len(fdf), "alerts": int(fdf.session.nunique()),
+                 "held_out_alerts": int(df.session.iloc[own_va].nunique()), "repeat": copies,
+                 "labels": {k: int(v) for k, v in fdf.label.value_counts().items()}}
+        log.info("corrections: %d windows of %d alerts (%s); %d alerts held out; each "
+                 "learned %d times an epoch", owner["windows"], owner["alerts"],
+                 ", ".join(f"{k} {v}" for k, v in owner["labels"].items()),
+                 owner["held_out_alerts"], copies)
     labels = ["beep"] + sorted(set(df.label) - {"beep"})
     y = df.label.map({k: i for i, k in enumerate(labels)}).to_numpy()
-    log.info("%s", df.attrs.get("grouping", ""))
-    tr, va = split(df, seed)
+    log.info("%s", grouping)
     log.info("%d clips (%s); %d train, %d validation, %d takes",
              len(df), ", ".join(f"{k} {int((df.label == k).sum())}" for k in labels),
-             len(tr), len(va), df.session.nunique())
-    # Class weights: inverse frequency in the training part, mean 1.
-    counts = np.bincount(y[tr], minlength=len(labels)).astype(float)
+             len(tr) + len(own_tr), len(va) + len(own_va), df.session.nunique())
+    # What an epoch goes through: the owner's corrections repeated (none without them).
+    epoch_rows = np.concatenate([tr, np.repeat(own_tr, copies)]).astype(np.int64)
+    val_rows = np.concatenate([va, own_va]).astype(np.int64)
+    # Class weights: inverse frequency in what an epoch sees, mean 1.
+    counts = np.bincount(y[epoch_rows], minlength=len(labels)).astype(float)
     weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(labels), 0.0)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
-    net, lr = _build(arch, labels, init, lr)
+    net, lr, start = _build(arch, labels, init, lr)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     audio_t = torch.from_numpy(audio)
@@ -469,7 +554,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     ran = 0
     for epoch in range(1, epochs + 1):
         net.train()
-        order = rng.permutation(tr)
+        order = rng.permutation(epoch_rows)
         bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}/{epochs}",
                    disable=quiet, leave=False)
         total = 0.0
@@ -491,33 +576,49 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
             bar.set_postfix(loss=f"{loss.item():.3f}")
         sched.step()
         ran = epoch
-        probs = predict(net, audio[va])
-        val_loss = float(loss_fn(torch.from_numpy(np.log(probs + 1e-9)), y_t[va]))
-        acc = float(np.mean(probs.argmax(1) == y[va]))
+        probs = predict(net, audio[val_rows])
+        val_loss = float(loss_fn(torch.from_numpy(np.log(probs + 1e-9)), y_t[val_rows]))
+        acc = float(np.mean(probs.argmax(1) == y[val_rows]))
         log.info("epoch %d: train loss %.3f, validation loss %.3f, accuracy %.3f",
-                 epoch, total / len(tr), val_loss, acc)
+                 epoch, total / len(epoch_rows), val_loss, acc)
         if val_loss < best[0] - 1e-4:
             best = (val_loss, {k: v.clone() for k, v in net.state_dict().items()}, epoch)
         elif epoch - best[2] >= patience:
             log.info("early stop: no validation improvement for %d epochs", patience)
             break
     net.load_state_dict(best[1])
-    probs = predict(net, audio[va])
-    p_beep, is_beep = probs[:, 0], y[va] == 0
-    threshold, rule = pick_threshold(p_beep, is_beep)
+    probs = predict(net, audio[val_rows])
+    p_beep, is_beep = probs[:, 0], y[val_rows] == 0
+    pitches: tuple[float, ...] = ()
+    if feedback is not None:
+        # The start model's threshold was set on real negatives (or the owner's room, by
+        # enroll); the validation clips here are too few to set a false-alarm rate.
+        threshold, rule = float(start.threshold), f"kept from {Path(start.path).name}"
+        pitches = tuple(start.beep_pitches_hz or ())
+    else:
+        threshold, rule = pick_threshold(p_beep, is_beep)
     val = metrics(p_beep, is_beep, threshold)
     val.update(val_loss=best[0], best_epoch=best[2], threshold_rule=rule)
+    if owner is not None:
+        val["corrections"] = owner
 
     def write(path: Path) -> None:
         save_model(path, net, labels, threshold, metrics=val,
                    data_sha256=data_hash(list(zip(df.rel, df.label))),
-                   window_seconds=WINDOW_S, hop_seconds=HOP_S)
+                   window_seconds=WINDOW_S, hop_seconds=HOP_S, beep_pitches_hz=pitches)
 
-    saved, scores, note = _save_unless_worse(write, Path(out), audio[va], is_beep, current,
-                                             force)
+    sets = [("held-out clips", val_rows, 0)]
+    if feedback is not None:
+        sets = [("your held-out alerts", own_va, 0),
+                ("held-out other clips", va, max(1, math.floor(len(va)
+                                                              * corrections.REPLAY_TOLERANCE)))]
+        sets = [s for s in sets if len(s[1])]
+    saved, scores, note = _save_unless_worse(
+        write, Path(out), [(title, audio[rows], y[rows] == 0, tol) for title, rows, tol in sets],
+        current, force, always_guard=feedback is not None)
     return TrainResult(threshold, rule, val, ran, time.monotonic() - t0, path=str(saved),
                        rejected=saved != Path(out), scores=scores, note=note,
-                       grouping=df.attrs.get("grouping", ""))
+                       grouping=grouping, owner=owner)
 
 
 def rejected_path(out: Path) -> Path:
@@ -525,16 +626,18 @@ def rejected_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.rejected{out.suffix or '.safetensors'}")
 
 
-def _save_unless_worse(write, out: Path, clips: np.ndarray, is_beep: np.ndarray,
-                       current: "DetectorConfig | None", force: bool
-                       ) -> tuple[Path, tuple | None, str]:
+def _save_unless_worse(write, out: Path, sets: list[tuple[str, np.ndarray, np.ndarray, int]],
+                       current: "DetectorConfig | None", force: bool,
+                       always_guard: bool = False) -> tuple[Path, list | None, str]:
     """Write the new model to ``out``, or beside it when it is worse than the model in use.
 
-    The new model is written to a hidden file beside ``out`` first, so that it is scored
-    exactly as the daemon would load it, then moved into place. It does not replace ``out``
-    when it makes more mistakes on ``clips`` than the detector in use and ``out`` already
-    exists or is the model in use (a fresh path harms nothing). Returns (where it went,
-    (new, in use) scores or None, why nothing was compared).
+    ``sets``: (title, int16 clips, is_beep, tolerance) the two are scored on. The new model
+    is written to a hidden file beside ``out`` first, so that it is scored exactly as the
+    daemon would load it, then moved into place. It does not replace ``out`` when it makes
+    more mistakes than the detector in use on any set (beyond that set's tolerance) and
+    ``out`` already exists or is the model in use (a fresh path harms nothing), or
+    ``always_guard`` (it is to be put in use). Returns (where it went, [Comparison] or None,
+    why nothing was compared).
     """
     if current is None:
         write(out)
@@ -545,25 +648,29 @@ def _save_unless_worse(write, out: Path, clips: np.ndarray, is_beep: np.ndarray,
     tmp = out.with_name(f".{out.stem}.new-{os.getpid()}{out.suffix}")
     write(tmp)
     try:
-        audio = clips.astype(np.float32) / 32767
         # The original net runs only in torch; BeepNet as the daemon runs it by default. A
         # detector.threshold in the config would apply to the new model too.
         runtime = "torch" if model_problem(tmp, "numpy") else "numpy"
-        new = replace(compare.score_model(tmp, audio, is_beep, "new", runtime,
-                                          current.threshold), model=out.name)
         try:
-            cur = compare.score_detector(compare.load_in_use(current), audio, is_beep,
-                                         "in use")
+            in_use = compare.load_in_use(current)
         except ValueError as e:  # ModelFileError: a missing or broken model in use
             os.replace(tmp, out)
             return out, None, f"the detector in use could not be loaded ({e}): nothing to compare"
+        scores = []
+        for title, clips, is_beep, tolerance in sets:
+            audio = clips.astype(np.float32) / 32767
+            new = replace(compare.score_model(tmp, audio, is_beep, "new", runtime,
+                                              current.threshold), model=out.name)
+            cur = compare.score_detector(in_use, audio, is_beep, "in use")
+            scores.append(Comparison(title, new, cur, tolerance))
         used = in_use_path(current)
-        guarded = out.exists() or (used is not None and used.resolve() == out.resolve())
-        if compare.is_worse(new, cur) and guarded and not force:
+        guarded = always_guard or out.exists() or (
+            used is not None and used.resolve() == out.resolve())
+        if any(c.worse for c in scores) and guarded and not force:
             dest = rejected_path(out)
             os.replace(tmp, dest)
-            return dest, (new, cur), ""
+            return dest, scores, ""
         os.replace(tmp, out)
-        return out, (new, cur), ""
+        return out, scores, ""
     finally:
         tmp.unlink(missing_ok=True)
