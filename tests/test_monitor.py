@@ -78,7 +78,11 @@ class Tmux:
         return last[0]
 
     def exit_status(self, timeout: float = 20.0) -> int:
-        assert wait_for(self.rc_file.exists, timeout), "monitor did not exit:\n" + self.screen()
+        # The shell creates the file before it writes the status into it: wait for the text.
+        def written() -> bool:
+            return self.rc_file.exists() and self.rc_file.read_text().strip() != ""
+
+        assert wait_for(written, timeout), "monitor did not exit:\n" + self.screen()
         return int(self.rc_file.read_text().strip())
 
     def close(self) -> None:
