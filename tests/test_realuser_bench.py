@@ -123,11 +123,11 @@ def test_the_bench_runs_end_to_end_and_reports_every_model(library, tmp_path):
 
 
 def test_the_owner_answers_every_false_alarm_with_its_alert_clip(tmp_path):
-    from beepnet.training.calibrate import count_events
+    from beepnet.training.calibrate import count_events, event_runs
     from beepnet.training.takes import RECORD_NAME
 
     scores = np.array([0.9, 0.1, np.nan, 0.8, 0.9, 0.2, 0.1, 0.1, 0.7, 0.8])
-    runs = realuser.event_runs(scores, 0.5)
+    runs = event_runs(scores, 0.5)
     assert runs == [(0, 0), (3, 4), (8, 9)] and len(runs) == count_events(scores, 0.5)
     windows = np.arange(len(scores), dtype=np.int16)[:, None].repeat(3 * SR, axis=1)
     starts = np.arange(len(scores)) * (SR * 3 // 2)

@@ -379,14 +379,11 @@ def feedback_model(replay: Path, feedback: Path, shipped: Path, out: Path, epoch
     clips, checked against it (`train`'s never-worse check). Rejected, the model is in
     ``<out stem>.rejected.safetensors``; "path" says where it is either way."""
     from ..config import DetectorConfig
+    from ..notify.feedback import summary
     from ..training.train import train
 
-    # Counted from the files, as the command counts them before training: the windows, and
-    # the alerts by the stamps in their names.
-    counts = {d.name: {"windows": len(files), "alerts": len({f.stem.split("_")[0]
-                                                             for f in files})}
-              for d in sorted(feedback.iterdir()) if d.is_dir()
-              for files in [sorted(d.glob("*.wav"))] if files}
+    # Counted from the files, as the command counts them before training.
+    counts = {label: {"windows": w, "alerts": a} for label, (w, a) in summary(feedback).items()}
     r = train(replay, out, epochs=epochs, patience=3, seed=0, threads=1, init=str(shipped),
               feedback=feedback, current=DetectorConfig(kind="beepnet", model=str(shipped)))
     return {"path": r.path, "epochs": r.epochs, "threshold": r.threshold,
@@ -506,20 +503,12 @@ def _stream_job(job: tuple[str, Machine, dict, int, float, dict]) -> dict:
     return out
 
 
-def event_runs(scores: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """(first, last) window of every event: the runs `calibrate.count_events` counts."""
-    on = np.nan_to_num(scores, nan=-1.0) >= threshold
-    edges = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(),
-                    (np.flatnonzero(edges == -1) - 1).tolist()))
-
-
 def _feedback_job(job: tuple[str, Machine, str, int, float]) -> dict:
     """One stream of the owner's listening with the shipped model: its false alarms as the
     alerts the owner answers "Not the beep", each the event's windows and the one before and
     after (the alert clip: 2 s before the detection, 1 s after; gated windows too, since the
     clip is the audio as it was)."""
-    from ..training.calibrate import count_events
+    from ..training.calibrate import event_runs
 
     root, m, shipped, index, minutes = job
     kind, starts, windows, open_ = cut_stream(root, m, index, minutes)
@@ -527,7 +516,6 @@ def _feedback_job(job: tuple[str, Machine, str, int, float]) -> dict:
     full[open_] = _p_beep({"shipped": shipped}, windows[open_])["shipped"]
     threshold = float(_net(shipped).threshold)
     runs = event_runs(full, threshold)
-    assert len(runs) == count_events(full, threshold)
     alerts = [{"first": a, "last": b, "starts": starts[max(0, a - 1):b + 2].tolist(),
                "windows": windows[max(0, a - 1):b + 2]} for a, b in runs]
     return {"machine": m.index, "index": index, "kind": kind, "windows": len(windows),

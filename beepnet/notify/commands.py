@@ -28,7 +28,7 @@ from .feedback import NO, UNSURE, YES, FeedbackError, FeedbackStore, describe, s
 from .mp3 import clip_to_mp3
 from .mute import Ended, Mute
 from .report import last_alert_record, status_text
-from .retrain import Retrainer
+from .retrain import Retrainer, available
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,6 @@ COMMANDS = (
 
 def menu() -> list[tuple[str, str]]:
     """The commands to register with setMyCommands: /retrain only where it can run."""
-    from .retrain import available
-
     return [(c, d) for c, d in COMMANDS if c != "retrain" or available() is None]
 
 

@@ -106,9 +106,18 @@ def window_scores(detector, audio: np.ndarray, chunk_s: float = 3.0, hop_s: floa
     return np.asarray(out, np.float64)
 
 
+def event_runs(scores: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(first, last) window of each event as beepnet.events merges them: runs of
+    consecutive windows at or above the threshold (a gated window, NaN, breaks a run)."""
+    on = np.nan_to_num(scores, nan=-1.0) >= threshold
+    edges = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(),
+                    (np.flatnonzero(edges == -1) - 1).tolist()))
+
+
 def count_events(scores: np.ndarray, threshold: float) -> int:
-    """Events as beepnet.events merges them: runs of consecutive windows at or above the
-    threshold (a gated window breaks a run)."""
+    """How many `event_runs` there are, without listing them (`pick` counts at every
+    candidate threshold)."""
     on = np.nan_to_num(scores, nan=-1.0) >= threshold
     return int(np.count_nonzero(on[1:] & ~on[:-1]) + (1 if len(on) and on[0] else 0))
 
