@@ -14,6 +14,7 @@
     beepnet label    --unsure                          label what the bot's /missed kept
     beepnet model    info MODEL | convert OLD.pt NEW   show a model file; convert a 0.1 one
     beepnet enroll   [--beeps FILE... [--room FILE...]]  learn your machine's beep
+    beepnet history  [-n N] [--json | --plot FILE.png]  past cycles: when, how long, how ended
 
 Every subcommand takes --config PATH and --set section.key=value (repeatable). Exit status:
 0 fine, 1 a file or device could not be used, 2 bad usage, 78 bad configuration.
@@ -211,6 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "kept (every folder under <storage dir>/feedback/unsure) into "
                    "<storage dir>/feedback/<label>/, where `beepnet train` finds them; takes "
                    "no UNLABELLED_DIR and no --out")
+
+    p = sub.add_parser("history", help="the washing cycles heard: when, how long, how they "
+                       "ended, phases, reminders, who emptied the machine",
+                       epilog="Exit status: 0 shown (also when there is no history yet), 1 the "
+                       "history cannot be read or --plot has nothing to draw or cannot write "
+                       "FILE, 2 bad usage or --plot without matplotlib.")
+    _common(p)
+    p.add_argument("-n", dest="limit", type=int, metavar="N",
+                   help="the last N cycles (default 20; with --plot 5)")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true",
+                       help="a JSON list of the cycles, every field, times in epoch seconds")
+    shown.add_argument("--plot", metavar="FILE.png", help="draw each cycle's sound level, "
+                       "phases, beep and time-left estimate into a PNG (needs matplotlib)")
 
     p = sub.add_parser("model", help="show what a model file holds, or convert a beepnet 0.1 "
                        ".pt model to today's format")
@@ -608,6 +623,12 @@ def cmd_label(cfg: Config, args) -> int:
     return label(cfg, args)
 
 
+def cmd_history(cfg: Config, args) -> int:
+    from .cycle.historycli import run
+
+    return run(cfg, args)
+
+
 def cmd_model(cfg: Config, args) -> int:
     from .model.modelfile import ModelFileError, read_model_file
 
@@ -658,7 +679,7 @@ COMMANDS = {"synth": cmd_synth, "train": cmd_train, "run": cmd_run,
             "notify-test": cmd_notify_test, "doctor": cmd_doctor, "detect": cmd_detect,
             "record": cmd_record, "config": cmd_config, "devices": cmd_devices,
             "monitor": cmd_monitor, "label": cmd_label, "evaluate": cmd_evaluate,
-            "model": cmd_model, "enroll": cmd_enroll}
+            "model": cmd_model, "enroll": cmd_enroll, "history": cmd_history}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -139,11 +139,50 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
-class WatchConfig:
-    timeout_minutes: float = _opt(150.0, "say so when a watch stays open this long without "
-                                  "a beep", lo=0.1, hi=7 * 24 * 60.0)
-    idle_minutes: float = _opt(10.0, "quiet this long, then sound, opens a new watch",
-                               lo=0.05, hi=24 * 60.0)
+class CycleConfig:
+    """The machine's cycle (`beepnet.cycle`): when it runs, finished, stopped; reminders."""
+
+    machine: str = _opt("washer", "what the owner calls the machine, in messages ('washer', "
+                        "'dryer', 'dishwasher')")
+    machine_score: float = _opt(0.5, "the classifier's 'washer' score from which a window "
+                                "counts as the machine running", lo=0.01, hi=1.0)
+    tell_start: bool = _opt(False, "send a message when a cycle starts")
+    start_minutes: float = _opt(2.0, "machine sound this long (within start_window_minutes) "
+                                "is a cycle running", lo=0.05, hi=60.0)
+    start_window_minutes: float = _opt(5.0, "the span start_minutes of sound must fit in",
+                                       lo=0.05, hi=120.0)
+    pause_minutes: float = _opt(1.0, "machine quiet this long is a pause in the cycle",
+                                lo=0.02, hi=120.0)
+    quiet_minutes: float = _opt(10.0, "machine quiet this long with no beep: it stopped "
+                                "without a beep", lo=0.1, hi=24 * 60.0)
+    late_beep_minutes: float = _opt(60.0, "a beep this long after a stopped cycle's last "
+                                    "sound still finishes it", lo=0.2, hi=24 * 60.0)
+    long_factor: float = _opt(1.4, "say so once when a cycle runs this many times its usual "
+                              "length", lo=1.01, hi=10.0)
+    no_beep_minutes: float = _opt(150.0, "with no usual length known yet, say 'no beep yet' "
+                                  "when a cycle has run this long", lo=0.01, hi=7 * 24 * 60.0)
+    remind_minutes: float = _opt(30.0, "'still in the machine': a reminder this often after "
+                                 "it finished, until emptied", lo=0.01, hi=24 * 60.0)
+    max_reminders: int = _opt(6, "reminders at most (0: none)", lo=0, hi=100)
+
+    def settings(self):
+        """The cycle machine's timing rules (`beepnet.cycle.machine.CycleSettings`)."""
+        from .cycle.machine import CycleSettings
+
+        try:
+            return CycleSettings(
+                start_minutes=self.start_minutes,
+                start_window_minutes=self.start_window_minutes,
+                pause_minutes=self.pause_minutes, quiet_minutes=self.quiet_minutes,
+                late_beep_minutes=self.late_beep_minutes, long_factor=self.long_factor,
+                no_beep_minutes=self.no_beep_minutes, remind_minutes=self.remind_minutes,
+                max_reminders=self.max_reminders)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
+_RENAMED = {"watch.timeout_minutes": "cycle.no_beep_minutes", "watch.idle_minutes": None}
+"""Keys of beepnet 0.2's [watch], which [cycle] replaced: read on, with a note."""
 
 
 def _default_storage_dir() -> str:
@@ -203,6 +242,11 @@ class StorageConfig:
     def outbox_dir(self) -> Path:
         return self.path / "outbox"
 
+    @property
+    def history_path(self) -> Path:
+        """The cycle history (`beepnet.cycle.history`)."""
+        return self.path / "cycles.db"
+
 
 @dataclass(frozen=True)
 class RetrainConfig:
@@ -244,7 +288,7 @@ class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
-    watch: WatchConfig = field(default_factory=WatchConfig)
+    cycle: CycleConfig = field(default_factory=CycleConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
@@ -479,6 +523,11 @@ def load(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] 
                              and data["telegram"].get("token"))
         for section, table in data.items():
             for key, value in table.items():
+                if f"{section}.{key}" in _RENAMED:
+                    target = _renamed(section, key, notes, used)
+                    if target:
+                        _apply(raw, *target, value, from_text=False)
+                    continue
                 _apply(raw, section, key, value, from_text=False)
     legacy = _legacy_note(used, environ)
     if legacy:
@@ -491,6 +540,11 @@ def load(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] 
         _apply(raw, "telegram", "token", token, from_text=True)
     for assignment in overrides:
         section, key, value = parse_set(assignment)
+        if f"{section}.{key}" in _RENAMED:
+            target = _renamed(section, key, notes, None)
+            if not target:
+                continue
+            section, key = target
         _refuse_secret(section, key)
         _apply(raw, section, key, value, from_text=True)
     cfg = Config(**{name: cls(**raw.get(name, {})) for name, cls in sections().items()},
@@ -498,6 +552,22 @@ def load(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] 
     cfg = _with_chosen_model(cfg)
     _cross_check(cfg)
     return cfg
+
+
+def _renamed(section: str, key: str, notes: list[str], where: Path | None
+             ) -> tuple[str, str] | None:
+    """The key an old one became (and a note saying so, once), or None: not renamed, or
+    gone (with a note that it is ignored)."""
+    old = f"{section}.{key}"
+    if old not in _RENAMED:
+        return None
+    new = _RENAMED[old]
+    place = f" in {where}" if where is not None else ""
+    note = (f"{old}{place} is now {new}: read as that, please rename it" if new else
+            f"{old}{place} is no longer used (cycle.quiet_minutes decides when a cycle "
+            "has ended): ignored")
+    notes.append(note)
+    return tuple(new.split(".")) if new else None  # type: ignore[return-value]
 
 
 SERVICE_STATE = Path("/var/lib/beepnet")
@@ -554,6 +624,7 @@ def _credential(environ: Mapping[str, str], name: str) -> str:
 
 def _cross_check(cfg: Config) -> None:
     a, d, t = cfg.audio, cfg.detector, cfg.telegram
+    cfg.cycle.settings()  # the cycle's timings must fit together
     if a.hop_seconds > a.chunk_seconds:
         raise ConfigError(f"audio.hop_seconds = {a.hop_seconds} is out of range: expected at "
                           f"most audio.chunk_seconds ({a.chunk_seconds}), or audio is skipped")

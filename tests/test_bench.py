@@ -18,7 +18,7 @@ from beepnet.bench import live
 from beepnet.config import DetectorConfig
 from beepnet.testing import vmic
 
-SECTIONS = {"quality": 12, "speed": 14, "training": 13, "live": 27}
+SECTIONS = {"quality": 12, "speed": 14, "training": 13, "live": 27, "cycles": 5}
 # (section, words in the measure) -> range a sane value falls in
 SANE = [
     ("quality", "recall", 0.0, 1.0),
@@ -37,6 +37,8 @@ SANE = [
     ("live", "PSS", 5.0, 4000.0),
     ("live", "alert request", -1.0, 10.0),
     ("live", "clip", 0.0, 1.0),
+    ("cycles", "time-left error", 0.0, 100.0),
+    ("cycles", "time-left estimate", 0.01, 1000.0),
 ]
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
 

@@ -41,6 +41,10 @@ def recordings(tmp_path_factory) -> dict[str, Path]:
     return {
         "beep": convert(washer_with_beeps([(3.0, 0.6, 3200.0)], 8.0, seed=4), d / "one.wav"),
         "quiet": convert(np.zeros(SR * 120, np.float32), d / "quiet.wav"),
+        # A beep, then a minute of quiet: time for reminders.
+        "beep_then_quiet": convert(np.concatenate([
+            washer_with_beeps([(3.0, 0.6, 3200.0)], 8.0, seed=4),
+            np.zeros(SR * 70, np.float32)]), d / "beep_quiet.wav"),
         # Quiet long enough to send /unmute, then a beep.
         "late_beep": convert(np.concatenate([np.zeros(SR * 14, np.float32),
                                              washer_with_beeps([(3.0, 0.6, 3200.0)], 8.0,
@@ -107,9 +111,9 @@ def alert_message(tg: FakeTelegram) -> dict:
 
 
 def buttons(message: dict) -> dict[str, str]:
-    """{action: callback data} of the alert's inline keyboard."""
-    (row,) = message["reply_markup"]["inline_keyboard"]
-    return {b["callback_data"].rsplit(":", 1)[1]: b["callback_data"] for b in row}
+    """{action: callback data} of the message's inline keyboard."""
+    return {b["callback_data"].rsplit(":", 1)[1]: b["callback_data"]
+            for row in message["reply_markup"]["inline_keyboard"] for b in row}
 
 
 def press(tg: FakeTelegram, message: dict, data: str, user_id: int | None = None) -> str:
@@ -136,9 +140,12 @@ def test_buttons_store_labelled_chunks_edit_the_alert_and_work_after_a_restart(
         p.wait(90)
     alert = alert_message(tg)
     data = buttons(alert)
-    assert set(data) == {"yes", "no", "mute"}
-    assert [b["text"] for b in alert["reply_markup"]["inline_keyboard"][0]] == \
-        ["✅ That was it", "❌ Not the beep", "🔕 Mute 2 h"]
+    assert set(data) == {"yes", "no", "mute", "emptied"}
+    assert [[b["text"] for b in row] for row in alert["reply_markup"]["inline_keyboard"]] == \
+        [["✅ That was it", "❌ Not the beep", "🔕 Mute 2 h"], ["🧺 Emptied"]]
+    # The beep finished a cycle (of unknown start: the replay began mid-cycle).
+    assert alert["caption"].startswith("Washer finished at "), alert["caption"]
+    assert "\nBeep at " in alert["caption"]
     alert_id = data["yes"].split(":")[1]
     assert all(len(d.encode()) <= 64 for d in data.values())
     assert (storage / "alerts" / f"{alert_id}.wav").exists()
@@ -154,7 +161,7 @@ def test_buttons_store_labelled_chunks_edit_the_alert_and_work_after_a_restart(
         assert wait_for(lambda: "✅ That was it" in
                         tg.message_by_id(OWNER, alert["message_id"]).get("caption", ""), 15)
         edited = tg.message_by_id(OWNER, alert["message_id"])
-        assert edited["caption"].startswith("Beep at ")          # the alert is still there
+        assert edited["caption"].startswith("Washer finished at ")  # the alert is still there
         assert edited["reply_markup"] == alert["reply_markup"]   # and so are its buttons
         beeps = sorted((storage / "feedback" / "beep").glob("*.wav"))
         assert beeps, list((storage / "feedback").rglob("*"))
@@ -203,10 +210,66 @@ def test_buttons_store_labelled_chunks_edit_the_alert_and_work_after_a_restart(
         until = json.loads((storage / "telegram" / "mute.json").read_text())["until"]
         assert 7100 < until - time.time() <= 7200
 
+        # The finished cycle still waits after the restart: its 🧺 button empties it, once.
+        assert "Washer: finished at " in ask(tg, "/status", "not emptied yet")
+        q5 = press(tg, alert, data["emptied"])
+        assert wait_for(lambda: answered(tg, q5), 15), log.text
+        assert answered(tg, q5)[0]["text"].startswith("🧺 Noted"), answered(tg, q5)
+        assert log.wait_for("cycle: emptied at ", 10), log.text
+        q6 = press(tg, alert, data["emptied"])
+        assert wait_for(lambda: answered(tg, q6), 15), log.text
+        assert "over already" in answered(tg, q6)[0]["text"], answered(tg, q6)
+
     # 3. `beepnet train` reads the folder: one label per folder, 3-s 16 kHz chunks.
     labels = {d.name for d in (storage / "feedback").iterdir() if d.is_dir()
               and not d.name.startswith(".")}
     assert labels == {"beep", "not_beep"}
+
+
+def test_reminders_come_until_the_emptied_button_and_emptied_says_what_it_did(
+        tg, tmp_path, recordings):
+    """The beep finishes the cycle; "still in the machine" every cycle.remind_minutes
+    (here 4 s) with a 🧺 Emptied button, until it is pressed; /emptied then has nothing to
+    empty. The history keeps the cycle, its reminders and who emptied it."""
+    storage = tmp_path / "s"
+    with daemon(tg, storage, recordings["beep_then_quiet"], 1.0,
+                "--set", "cycle.remind_minutes=0.067", "--set", "cycle.max_reminders=5"
+                ) as (p, log):
+        receiving(tg)
+        assert wait_for(lambda: any("audio" in m for m in tg.messages(OWNER)), 40), replies(tg)
+        alert = alert_message(tg)
+        assert alert["caption"].startswith("Washer finished at "), alert["caption"]
+
+        def reminders() -> list[dict]:
+            return [m for m in tg.messages(OWNER) if m.get("text", "").startswith("🧺 Still")]
+
+        assert wait_for(lambda: len(reminders()) >= 2, 30), replies(tg)
+        first = reminders()[0]
+        assert "(reminder 1 of 5)" in first["text"], first["text"]
+        assert "reminder 2 of 5" in reminders()[1]["text"]
+        data = buttons(first)
+        assert set(data) == {"emptied"} and data["emptied"] == buttons(alert)["emptied"]
+        status = ask(tg, "/status", "not emptied yet")
+        assert "Washer: finished at " in status, status
+        q = press(tg, first, data["emptied"])
+        assert wait_for(lambda: answered(tg, q), 15), log.text
+        assert answered(tg, q)[0]["text"].startswith("🧺 Noted: the washer is emptied")
+        assert wait_for(lambda: "🧺 Emptied (@tester, " in
+                        tg.message_by_id(OWNER, first["message_id"]).get("text", ""), 15)
+        said = len(reminders())
+        assert log.wait_for("cycle: emptied at ", 10), log.text
+        assert "by button (@tester)" in log.text
+        time.sleep(10.0)                       # two more reminder periods: none comes
+        assert len(reminders()) == said, [m["text"] for m in reminders()]
+        assert "Nothing waits in the washer" in ask(tg, "/emptied", "Nothing waits")
+        assert "Washer: idle; last cycle finished at " in ask(tg, "/status", "Washer: idle")
+    rows = subprocess.run([sys.executable, "-m", "beepnet", "history", "--json",
+                           "--set", f"storage.dir={storage}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert rows.returncode == 0, rows.stderr
+    (cycle,) = json.loads(rows.stdout)
+    assert cycle["outcome"] == "beeped" and cycle["reminders"] == said
+    assert cycle["emptied_by"] == "button (@tester)" and cycle["alert_at"]
 
 
 # -- commands and mute -------------------------------------------------------------------------
@@ -217,8 +280,8 @@ def test_commands_answer_the_owner_and_mute_holds_across_a_restart(tg, tmp_path,
         receiving(tg)
         assert "garage: listening on quiet.wav; send /status for details." in replies(tg)
         # (/retrain is offered because PyTorch is installed here.)
-        assert [c["command"] for c in tg.commands] == ["status", "listen", "missed", "mute",
-                                                       "unmute", "retrain", "help"]
+        assert [c["command"] for c in tg.commands] == ["status", "listen", "missed", "emptied",
+                                                       "mute", "unmute", "retrain", "help"]
         # (/status reads the status the daemon publishes 5 times a second: let it appear.)
         assert wait_for(lambda: '"device":"file ' in (storage / "status.json").read_text(), 10)
         help_text = ask(tg, "/help", "/mute [duration]")
@@ -297,8 +360,8 @@ def test_without_the_training_extra_retrain_says_how_to_get_it(tg, tmp_path, rec
     make_feedback(storage / "feedback", labelled_set(tmp_path / "replay"))
     with daemon(tg, storage, recordings["quiet"], 1.0, env={"PYTHONPATH": str(hide)}) as (p, log):
         receiving(tg)
-        assert [c["command"] for c in tg.commands] == ["status", "listen", "missed", "mute",
-                                                       "unmute", "help"]
+        assert [c["command"] for c in tg.commands] == ["status", "listen", "missed", "emptied",
+                                                       "mute", "unmute", "help"]
         reply = ask(tg, "/retrain", "Retraining needs the training extra")
         assert "(torch missing here)" in reply and "pip install 'beepnet[train]'" in reply
         assert "TORCH_SPEC='torch==2.13.*' make install-service" in reply

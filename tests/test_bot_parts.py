@@ -163,6 +163,14 @@ def test_alert_buttons_fit_in_64_bytes():
     assert [b.callback_data for b in alert_keyboard("1733-beep", False).inline_keyboard[0]] \
         == ["fb:1733-beep:mute"]  # no clip: nothing to label
     assert alert_keyboard("x" * 60, True) is None
+    # The finish and its reminders: 🧺 Emptied on a row of its own, naming the cycle's end.
+    kb = alert_keyboard("20261204-151200-0000480000-beep", True, emptied="1733327520")
+    assert [[b.text for b in row] for row in kb.inline_keyboard] == \
+        [["✅ That was it", "❌ Not the beep", "🔕 Mute 2 h"], ["🧺 Emptied"]]
+    assert kb.inline_keyboard[1][0].callback_data == "cy:1733327520:emptied"
+    assert [[b.text for b in row] for row in
+            alert_keyboard(None, False, emptied="1733327520").inline_keyboard] == [["🧺 Emptied"]]
+    assert alert_keyboard(None, False) is None
 
 
 def test_status_text_reads_the_published_status(tmp_path):
@@ -172,7 +180,9 @@ def test_status_text_reads_the_published_status(tmp_path):
               "level_time": now - 0.3, "detector": "beepnet model x.safetensors",
               "threshold": 0.51, "model": "/m/x.safetensors",
               "detections": [{"time": now - 60, "score": 0.97}],
-              "cycle": {"state": "running"}}
+              "cycle": {"machine": "washer", "state": "running", "started": now - 48 * 60,
+                        "phase": "washing", "remaining": 42 * 60,
+                        "expected_end": now + 42 * 60}}
     text = status_text(status, name="garage", mute_until=now + 3600, pending=(2, 1),
                        storage_dir=tmp_path, last_alert={"epoch": now - 60, "score": 0.97},
                        now=now)
@@ -182,7 +192,10 @@ def test_status_text_reads_the_published_status(tmp_path):
         in lines
     assert "Detector: beepnet model x.safetensors, threshold 0.51" in lines
     assert any(x.startswith("Last beep: ") and "score 0.97" in x for x in lines)
-    assert "Cycle: running" in lines and "Outbox: 3 message(s) waiting" in lines
+    # Where the machine is comes first after the headline.
+    assert lines[1] == (f"Washer: running for 48 min (washing); usually done in about 42 min "
+                        f"(around {time.strftime('%H:%M', time.localtime(now + 42 * 60))}).")
+    assert "Outbox: 3 message(s) waiting" in lines
     assert any(x.startswith("Alerts: muted until") for x in lines)
     assert lines[-1].startswith("beepnet ")
     stale = status_text(dict(status, level_time=now - 600), name="", mute_until=None,

@@ -175,14 +175,14 @@ class _Alerts:
         self.alerted = []
         self.texts = []
 
-    def alert(self, det, running_for) -> bool:
+    def alert(self, det, caption=None, emptied=None) -> bool:
         self.alerted.append(det)
         return True
 
     def delivery_of(self, det):
         return None
 
-    def message(self, kind, text):
+    def message(self, kind, text, emptied=None):
         self.texts.append(text)
 
 

@@ -23,12 +23,13 @@ from signals import SR, convert, washer_with_beeps
 
 DAY = 86400.0
 
-# Stream seconds. A beep, then quiet long enough (watch.idle_minutes = 0.05) that the
-# sound after it opens a new watch (timeout 0.1 min = 6 s), during which the clock jumps
-# forward; a beep after the watch's real timeout; the clock jumps back; a last beep.
+# Stream seconds. A beep, then quiet long enough (cycle.pause_minutes = 0.05) that the
+# washer after it is a new cycle (started after cycle.start_minutes = 3.6 s of it; "no beep
+# yet" 4 s after it began: cycle.no_beep_minutes), during which the clock jumps forward; a
+# beep after that real timeout; the clock jumps back; a last beep.
 BEEP_A, QUIET, SOUND_AGAIN, STEP_FORWARD, BEEP_B, STEP_BACK, BEEP_C, END = \
     2.0, 5.0, 9.0, 10.5, 18.0, 23.0, 26.0, 29.0
-WATCH_TIMEOUT = 6.0
+WATCH_TIMEOUT = 4.0
 LAG = 8.0
 """Seconds an alert's time may be off the replay's ideal pace (see its use)."""
 
@@ -67,8 +68,9 @@ def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
             [sys.executable, "-m", "beepnet", "run", "--source", str(src),
              "--set", f"storage.dir={storage}", "--set", f"telegram.api_url={tg.url}",
              "--set", "notify.retry_initial_seconds=0.1", "--set", "notify.cooldown_minutes=0",
-             "--set", f"watch.timeout_minutes={WATCH_TIMEOUT / 60}",
-             "--set", "watch.idle_minutes=0.05"],
+             "--set", f"cycle.no_beep_minutes={WATCH_TIMEOUT / 60}",
+             "--set", "cycle.start_minutes=0.06", "--set", "cycle.start_window_minutes=0.1",
+             "--set", "cycle.pause_minutes=0.05"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert wait_for(lambda: records() or p.poll() is not None, 30), "no first alert"
@@ -115,25 +117,27 @@ def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
     captions = [r.fields["caption"] for r in requests if r.method.lower() == "sendaudio"]
     assert len(captions) == 3, captions
     for caption, want in zip(captions, expected):
-        m = re.match(r"Beep at (\d\d:\d\d:\d\d) ", caption)
+        m = re.search(r"Beep at (\d\d:\d\d:\d\d) ", caption)
         assert m, caption
         said = seconds_of_day(m.group(1))
         real = seconds_of_day(time.strftime("%H:%M:%S", time.localtime(want)))
         assert min(abs(said - real), DAY - abs(said - real)) <= LAG + 1, (caption, want)
 
-    # The watch runs on the monotonic clock: no "no beep yet" at the step (a watch opened
-    # "3 days ago"), but one after its real timeout. (A slow start may let the first watch
+    # Cycles run on the monotonic clock: no "no beep yet" at the step (a cycle running
+    # "for 3 days"), but one after its real timeout. (A slow start may let the first cycle
     # time out before the first beep: only what follows the step counts.)
     timeouts = [(r.time - mono_t0, r.fields.get("text", "")) for r in requests
                 if r.fields.get("text", "").startswith("No beep yet")]
-    after_step = [(t, text) for t, text in timeouts if t >= forward_at]
+    # (Until soon after beep B: the washer goes on after it, a new cycle, which times out
+    # again.)
+    after_step = [(t, text) for t, text in timeouts if forward_at <= t < BEEP_B + 4]
     assert len(after_step) == 1, (timeouts, forward_at)
     fired_at, text = after_step[0]
     # (Within a few seconds: a daemon held up at the start dates its first beep late, and
-    # our t0 with it; a step of the watch would be days.)
+    # our t0 with it; a step of the cycle's clock would be days.)
     assert SOUND_AGAIN + WATCH_TIMEOUT - 4 <= fired_at <= SOUND_AGAIN + WATCH_TIMEOUT + 6, \
         (fired_at, text)
-    assert text.startswith("No beep yet: listening for 0 min"), text
+    assert text.startswith("No beep yet: the washer has been running for 0 min"), text
     # One line for each step, and nothing else to say about them.
     steps = [line for line in err.splitlines() if "wall clock was set" in line]
     assert len(steps) == 2, err

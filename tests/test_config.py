@@ -22,7 +22,7 @@ def test_defaults_need_no_file():
     cfg = config.load(environ={})
     assert cfg.telegram.api_url == "https://api.telegram.org"
     assert cfg.notify.cooldown_minutes == 2.0
-    assert cfg.watch.timeout_minutes == 150.0
+    assert cfg.cycle.no_beep_minutes == 150.0 and cfg.cycle.remind_minutes == 30.0
     assert cfg.audio.chunk_seconds == 3.0
     assert not cfg.telegram.enabled
 
@@ -66,6 +66,8 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path):
     ("storage.max_backlog_chunks=2.5", "storage.max_backlog_chunks"),
     ("audio.hop_seconds=4", "audio.hop_seconds"),
     ("gate_dbfs", "section.key=value"),
+    ("cycle.pause_minutes=12", "cycle.pause_minutes"),
+    ("cycle.start_minutes=9", "cycle.start_minutes"),
 ])
 def test_bad_value_exits_78_with_one_line(override, needle):
     r = run_cli("config", "--set", override)
@@ -228,6 +230,22 @@ def test_the_old_place_is_named_and_ignored(tmp_path, env):
     # Named explicitly, it is used, and nothing is said about it.
     r = run_cli("config", "--config", str(old), env=env)
     assert r.returncode == 0 and "gate_dbfs = -33" in r.stdout and r.stderr == "", r.stderr
+
+
+def test_the_old_watch_section_is_read_as_cycle_with_a_note(tmp_path, env):
+    """beepnet 0.2's [watch]: its timeout is the cycle's no_beep_minutes now, its idle time
+    is gone; a config written for 0.2 still runs, and says what to rename."""
+    f = tmp_path / "old.toml"
+    f.write_text("[watch]\ntimeout_minutes = 90\nidle_minutes = 5\n")
+    r = run_cli("config", "--config", str(f), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "no_beep_minutes = 90" in r.stdout and "[watch]" not in r.stdout
+    notes = [ln for ln in r.stderr.splitlines() if "watch." in ln]
+    assert len(notes) == 2, r.stderr
+    assert "watch.timeout_minutes in " in notes[0] and "is now cycle.no_beep_minutes" in notes[0]
+    assert "watch.idle_minutes" in notes[1] and "ignored" in notes[1]
+    r = run_cli("config", "--set", "watch.timeout_minutes=30", env=env)
+    assert r.returncode == 0 and "no_beep_minutes = 30" in r.stdout, r.stderr
 
 
 # --- a key above the first [section] --------------------------------------------------------

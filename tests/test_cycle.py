@@ -13,7 +13,7 @@ import random
 import pytest
 
 from beepnet.cycle.events import (
-    PAUSE, Beep, CycleEvent, CycleFinished, CycleStarted, Emptied, EmptiedEvent, Heard, Input,
+    PAUSE, Beep, CycleEvent, CycleFinished, CycleResumed, CycleStarted, Emptied, EmptiedEvent, Heard, Input,
     NoBeepYet, Phase, PresumedEmptied, Quiet, Reminder, RemindersExhausted, RunningLong,
     State, StopExpired, StoppedWithoutBeep, Tick)
 from beepnet.cycle.machine import CycleMachine, CycleSettings
@@ -388,3 +388,64 @@ def test_a_suspended_daemon_gets_one_reminder_not_a_burst():
 def test_settings_that_cannot_work_are_refused(bad):
     with pytest.raises(ValueError, match="cycle\\."):
         CycleSettings(**bad)
+
+
+def test_a_finished_cycle_resumes_waiting_after_a_restart():
+    """The daemon restarted while the laundry waited: reminders go on where they were, the
+    owner's Emptied still ends them; only a fresh (idle) machine resumes."""
+    S = SETTINGS
+    m = CycleMachine(S)
+    m.resume_waiting(finished_at=-100.0, reminders=2)     # finished before this process
+    assert m.state is State.NOT_EMPTIED and m.snapshot().reminders == 2
+    assert m.snapshot().finished_at == -100.0
+    assert m.feed(Tick(0.0)) == []
+    due = -100.0 + 3 * S.remind_minutes * MIN             # the third reminder's time
+    assert m.feed(Tick(due - 1)) == []
+    (r,) = m.feed(Tick(due))
+    assert isinstance(r, Reminder) and r.number == 3 and r.finished_at == -100.0
+    (e,) = m.feed(Emptied(due + 5, "button"))
+    assert isinstance(e, EmptiedEvent) and e.finished_at == -100.0
+    assert m.state is State.IDLE
+    running = CycleMachine(S)
+    for x in Timeline().sound(3).inputs:
+        running.feed(x)
+    assert running.state is State.RUNNING
+    with pytest.raises(RuntimeError):
+        running.resume_waiting(0.0, 0)
+
+
+def test_sound_before_the_first_named_phase_is_that_phase():
+    """The ear names a phase only after hearing some of it: no "unknown" stretch at the
+    start of every cycle."""
+    m = CycleMachine(SETTINGS)
+    for x in Timeline().sound(3).sound(5, "washing").sound(4, "spinning").inputs:
+        m.feed(x)
+    phases = m.phases()
+    assert [p.name for p in phases] == ["washing", "spinning"], phases
+    assert phases[0].start == HOP
+
+
+def test_a_beep_the_machine_runs_on_after_was_not_its_end():
+    """A beep mid-cycle (a signal, or a beep misheard in the drum): the machine took up
+    again at once, so the cycle goes on with its start and phases, and its real end is
+    one finish of the whole cycle. Sound that comes back after a pause is a new cycle."""
+    tl = Timeline().sound(10, "washing")
+    beep = tl.beep()
+    tl.sound(3, "washing").sound(5, "spinning")
+    end = tl.beep()
+    out = run(CycleMachine(SETTINGS), tl.inputs)
+    kinds = [type(e) for e in out]
+    assert kinds == [CycleStarted, CycleFinished, CycleResumed, CycleFinished], out
+    started, first, resumed, last = out
+    assert resumed.started_at == started.started_at == HOP and resumed.beep_at == beep
+    # Told once the sound after the beep has lasted as a start needs.
+    assert abs(resumed.at - (beep + SETTINGS.start_minutes * MIN)) <= 2 * HOP
+    assert last.at == end and last.duration == end - HOP
+    assert [p.name for p in last.phases] == ["washing", "spinning"], last.phases
+
+    # The same sound after a pause of a minute or more: the laundry's next cycle.
+    tl = Timeline().sound(10, "washing")
+    tl.beep()
+    tl.ticks(SETTINGS.pause_minutes + 0.5).sound(3, "washing")
+    kinds = [type(e) for e in run(CycleMachine(SETTINGS), tl.inputs)]
+    assert kinds == [CycleStarted, CycleFinished, PresumedEmptied, CycleStarted], kinds

@@ -241,7 +241,7 @@ class Alerts:
     def __init__(self):
         self.alerted: list[float] = []
 
-    def alert(self, det, running_for) -> bool:
+    def alert(self, det, caption=None, emptied=None) -> bool:
         self.alerted.append(det.offset)
         return True
 

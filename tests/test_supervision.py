@@ -91,7 +91,7 @@ class Recorded:
     def __init__(self):
         self.messages: list[tuple[str, str]] = []
 
-    def message(self, kind, text):
+    def message(self, kind, text, emptied=None):
         self.messages.append((kind, text))
 
 

@@ -88,7 +88,10 @@ def test_alerts_carry_an_mp3_of_the_beep(tg, tmp_path):
     assert audios[0].time > messages[0].time  # "listening" went first
     for req, freq in zip(audios, (3200.0, 2100.0)):
         assert req.fields["chat_id"] == str(DEFAULT_CHAT_ID)
-        assert req.fields["caption"].startswith("Beep at ") and "score" in req.fields["caption"]
+        # What it means for the cycle first, the beep's own line below.
+        first, beep = req.fields["caption"].split("\n")
+        assert first.startswith("Washer finished at ") or "beeped again" in first, first
+        assert beep.startswith("Beep at ") and "score" in beep
         name, ctype, data = req.files["audio"]
         # An MPEG audio frame sync (11 set bits) starts the upload: a real MP3, not a WAV.
         assert name.endswith(".mp3") and data[0] == 0xFF and data[1] & 0xE0 == 0xE0
@@ -164,19 +167,25 @@ def test_alert_survives_kill_9_during_an_outage(tg, tmp_path, one_beep):
     assert list((tmp_path / "outbox").glob("*.json")) == []
 
 
-def test_no_beep_yet_is_said_once_and_not_again_when_idle(tg, tmp_path):
+def test_no_beep_yet_is_said_once_and_not_again_when_quiet(tg, tmp_path):
     rng = np.random.default_rng(2)
     from beepnet.training import synth
 
     x = np.concatenate([synth.washer(rng, 9.0), np.zeros(SR * 9, np.float32)])
     src = convert(x, tmp_path / "nobeep.wav")
-    r = run(tg, tmp_path / "s", "--source", str(src), "--set", "watch.timeout_minutes=0.1",
-            "--set", "watch.idle_minutes=0.05")
+    # A cycle starts after 3 s of washer; 6 s later, with no history to know its usual
+    # length, "no beep yet"; the quiet after it is shorter than cycle.quiet_minutes.
+    r = run(tg, tmp_path / "s", "--source", str(src), "--set", "cycle.no_beep_minutes=0.1",
+            "--set", "cycle.start_minutes=0.05", "--set", "cycle.start_window_minutes=0.1",
+            "--set", "cycle.pause_minutes=0.05", "--set", "cycle.quiet_minutes=0.25")
     assert r.returncode == 0, r.stderr
     texts = [m.fields["text"] for m in tg.requests("sendMessage")]
     timeouts = [t for t in texts if t.startswith("No beep yet")]
     assert len(timeouts) == 1, texts
-    assert "Sound for" in timeouts[0] and "dBFS" in timeouts[0]
+    assert timeouts[0].startswith("No beep yet: the washer has been running for 0 min"), \
+        timeouts[0]
+    assert "last heard at " in timeouts[0]
+    assert not [t for t in texts if "went quiet" in t], texts
 
 
 def test_sigterm_sends_the_stop_message(tg, tmp_path, one_beep):

@@ -19,13 +19,13 @@ import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
-from . import live, machine, quality, realsound, speed, user
+from . import cycles, live, machine, quality, realsound, speed, user
 from .report import Row, table, write_results
 
 log = logging.getLogger("beepnet.bench")
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("realsound", "quality", "speed", "training", "live")
+PARTS = ("realsound", "quality", "speed", "training", "live", "cycles")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                 "quality": quality.QUICK if q else quality.QualitySettings(),
                 "speed": speed.QUICK if q else speed.SpeedSettings(),
                 "training": user.QUICK if q else user.UserSettings(),
-                "live": live.QUICK if q else live.LiveSettings()}
+                "live": live.QUICK if q else live.LiveSettings(),
+                "cycles": cycles.QUICK if q else cycles.EstimateSettings()}
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="beepnet-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "speed": lambda: speed.detection(settings["speed"], work),
         "training": lambda: user.run(settings["training"], work),
         "live": lambda: live.run(settings["live"], work),
+        "cycles": lambda: cycles.run(settings["cycles"]),
     }
     rows: list[Row] = []
     details: dict = {}

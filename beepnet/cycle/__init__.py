@@ -7,6 +7,7 @@ be reminded until they fetch it. `machine.CycleMachine` turns what the daemon he
 stopped without a beep, running long, reminders. It reads no clock and starts no process,
 so it is tested on made-up timelines. `events` holds what goes in and out.
 
-Not wired into the daemon yet (issue 16): the supervisor will feed it, and the notifier,
-the status file and a cycle history will consume its events.
+`ear` decides which sounds are the machine, `history` keeps every cycle (SQLite),
+`estimate` says when a running one should end. The daemon wires them together in
+`beepnet.daemon.cycleflow`.
 """

@@ -115,6 +115,16 @@ class CycleFinished(CycleEvent):
 
 
 @dataclass(frozen=True)
+class CycleResumed(CycleEvent):
+    """The machine took up again at once after a beep: that beep was not its end (a
+    mid-cycle signal, or a beep misheard in the machine's sound). The cycle runs on."""
+
+    started_at: float
+    beep_at: float
+    """The beep that was not the end."""
+
+
+@dataclass(frozen=True)
 class StoppedWithoutBeep(CycleEvent):
     """The machine has been quiet for ``quiet_minutes`` and did not beep."""
 

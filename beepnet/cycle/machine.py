@@ -13,6 +13,9 @@ States, and the one output that reports each change (every change is reported on
   within ``start_window_minutes``, with no gap of ``pause_minutes`` in it. `CycleStarted`
   (leaving not_emptied, `PresumedEmptied` first).
 - running -> not_emptied: a beep. `CycleFinished`.
+- not_emptied -> running: machine sound that came back within ``pause_minutes`` of that
+  beep and lasts as a start does: the beep was not the end (a mid-cycle signal, a beep
+  misheard in the drum). `CycleResumed`; the cycle goes on with its start and phases.
 - idle -> not_emptied: a beep with no cycle seen (machines often beep after a quiet drain):
   `CycleFinished` of a cycle of unknown start.
 - running -> stopped_without_beep: no machine sound for ``quiet_minutes``.
@@ -48,6 +51,7 @@ from .events import (
     Beep,
     CycleEvent,
     CycleFinished,
+    CycleResumed,
     CycleStarted,
     Emptied,
     EmptiedEvent,
@@ -186,6 +190,10 @@ class _PhaseLog:
         name = name or was or UNKNOWN
         if self._name is None:
             self._name, self._start = name, at
+        elif self._name == UNKNOWN:
+            # The ear names a phase only after hearing some of it: the sound before was
+            # that phase already.
+            self._name = name
         elif name != self._name:
             self._done.append(Phase(self._name, self._start, at))
             self._name, self._start = name, at
@@ -238,6 +246,8 @@ class CycleMachine:
         self._finished_at: float | None = None
         self._reminders = 0
         self._next_reminder = 0.0
+        self._resumable: tuple[float, _PhaseLog, bool] | None = None
+        """The finished cycle's (start, phases, overdue said), should it take up again."""
 
     @property
     def state(self) -> State:
@@ -255,6 +265,20 @@ class CycleMachine:
             phase = self._phases.now(self._now)
         return Snapshot(self._state, self._started_at, self._finished_at,
                         self._last_sound_at, phase, self._reminders)
+
+    def resume_waiting(self, finished_at: float, reminders: int) -> None:
+        """After a restart: the cycle that finished at ``finished_at`` (this machine's clock;
+        it may be long before the first input) still waits to be emptied, ``reminders``
+        given. Reminders go on from there; only an idle machine (a fresh one) resumes."""
+        if self._state is not State.IDLE:
+            raise RuntimeError(f"cannot resume a finished cycle while {self._state.value}")
+        self._state = State.NOT_EMPTIED
+        self._finished_at, self._reminders = finished_at, max(0, reminders)
+        self._next_reminder = finished_at + (self._reminders + 1) * self._remind_s
+
+    def phases(self) -> tuple[Phase, ...]:
+        """The running or stopped cycle's phases so far (empty otherwise)."""
+        return self._phases.until() if self._phases is not None else ()
 
     def feed(self, event: Input) -> list[CycleEvent]:
         """Take one input (in time order) and return what it made happen, oldest first."""
@@ -348,6 +372,8 @@ class CycleMachine:
         if self._onset.seconds < self._start_s:
             return []
         out: list[CycleEvent] = []
+        if self._state is State.NOT_EMPTIED and self._took_up_again():
+            return [self._resume(at)]
         if self._state is State.NOT_EMPTIED:
             assert self._finished_at is not None
             out.append(PresumedEmptied(at, self._finished_at))
@@ -374,6 +400,10 @@ class CycleMachine:
         phases = self._phases.until(at) if self._phases is not None else ()
         done = CycleFinished(at, started, None if started is None else at - started,
                              self._usual, phases)
+        self._resumable = None
+        if self._state is State.RUNNING:
+            assert started is not None and self._phases is not None
+            self._resumable = (started, self._phases, self._overdue_said)
         self._forget_cycle()
         self._onset.clear()  # the cycle's own sound must not start the next one
         self._state = State.NOT_EMPTIED
@@ -400,6 +430,27 @@ class CycleMachine:
         self._phases = None
         self._overdue_said = False
 
+    def _took_up_again(self) -> bool:
+        """The sound starting now began within a pause of the beep that finished a running
+        cycle: the machine never stopped."""
+        first = self._onset.stretches()[0][0]
+        return (self._resumable is not None and self._finished_at is not None
+                and first - self._finished_at < self._pause_s)
+
+    def _resume(self, at: float) -> CycleEvent:
+        assert self._resumable is not None and self._finished_at is not None
+        started, phases, overdue = self._resumable
+        beep_at = self._finished_at
+        for t, p in self._onset.stretches():
+            phases.sound(t, p)
+        self._onset.clear()
+        self._forget_finished()
+        self._started_at, self._last_sound_at = started, at
+        self._phases, self._overdue_said = phases, overdue
+        self._state = State.RUNNING
+        return CycleResumed(at, started, beep_at)
+
     def _forget_finished(self) -> None:
         self._finished_at = None
         self._reminders = 0
+        self._resumable = None

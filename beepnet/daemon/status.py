@@ -71,6 +71,8 @@ class StatusPublisher:
         self._delivery: deque[Callable[[], str] | None] = deque(maxlen=RECENT_DETECTIONS)
         # One bin per whole second: [second, loudest level, highest score or None].
         self.timeline: deque[list] = deque(maxlen=TIMELINE_SECONDS)
+        self.cycle: dict = {}
+        """Where the machine's cycle is (`beepnet.daemon.cycleflow.CycleFlow.snapshot`)."""
         self._next = 0.0
         self._failed = False
 
@@ -127,7 +129,7 @@ class StatusPublisher:
                    scored=self.scored, detections=self._detections(),
                    timeline=[[s, round(lv, 1), None if sc is None else round(sc, 3)]
                              for s, lv, sc in self.timeline],
-                   stats=stats)
+                   stats=stats, cycle=self.cycle)
         try:
             write_atomic(self.path, json.dumps(doc, separators=(",", ":")).encode())
             self._failed = False

@@ -35,7 +35,7 @@ from ..messages import (BeepStarted, Chunk, Detection, DetectorFailed, DetectorR
                         Started)
 from ..model.preflight import in_use_path
 from ..notify.report import start_text
-from ..notify.watch import Watch
+from .cycleflow import CycleClock, CycleFlow, open_history
 from .child import EXIT_DETECTOR, EXIT_DETECTOR_RETRY, run_classifier, run_recorder
 from .reload import changed_keys, describe_model, model_identity, restart_only_sections
 from .retention import prune
@@ -180,8 +180,12 @@ class Supervisor:
         self._mic_lost = False
         self._last_drop_log = 0.0
         self.last_heartbeat: float | None = None
-        self.watch = Watch(cfg.watch.timeout_minutes * 60, cfg.watch.idle_minutes * 60,
-                           cfg.audio.gate_dbfs)
+        # What the daemon hears becomes the machine's cycle, and what the owner is told.
+        self.flow = CycleFlow(cfg.cycle, notifier,
+                              history=open_history(cfg.storage.history_path),
+                              clock=CycleClock(replay=source != "mic"),
+                              chunk_seconds=cfg.audio.chunk_seconds,
+                              hop_seconds=cfg.audio.hop_seconds)
         self.systemd = SystemdNotifier()
         self._handed_at: dict[str, float] = {}  # chunk path -> when the classifier got it
         self._write_errors = self._chunks_written = 0
@@ -307,14 +311,20 @@ class Supervisor:
         self._feed()
         self._check_children()
         self._check_clock()
-        text = self.watch.check(time.monotonic())
-        if text:
-            self.notifier.message("timeout", text)
+        self.flow.tick(self._oldest_unscored())
         self._check_loading()
         self.systemd.watchdog(self.healthy())
         if time.monotonic() >= self._next_prune:
             self.prune()
+        self.status.cycle = self.flow.snapshot
         self.status.publish(self.status_stats())
+
+    def _oldest_unscored(self) -> Chunk | None:
+        """The oldest chunk not scored yet: the cycle hears time pass only up to there."""
+        for chunks in (self.in_flight, self.pending):  # each oldest first
+            if chunks:
+                return chunks[0]
+        return None
 
     def status_stats(self) -> dict:
         """The counters `beepnet monitor` shows."""
@@ -332,6 +342,7 @@ class Supervisor:
             prune(self.alert_dir, self.cfg.storage.keep_days, self.cfg.storage.keep_mb)
         except OSError as e:
             log.warning("cannot prune %s: %s", self.alert_dir, e.strerror or e)
+        self.flow.prune(self.cfg.storage.keep_days)
 
     def healthy(self) -> bool:
         """Audio is flowing (or a lost microphone is being reopened) and the classifier keeps
@@ -408,7 +419,7 @@ class Supervisor:
             self._bound_backlog()
         elif isinstance(msg, Heartbeat):
             self.last_heartbeat = time.monotonic()
-            self.watch.heard(self.last_heartbeat, msg.level_dbfs)
+            self.flow.level(msg.samples, self.last_heartbeat, msg.level_dbfs)
             self.status.on_heartbeat(msg.level_dbfs)
             self.stats.samples = msg.samples
             self._check_disk(msg)
@@ -424,7 +435,6 @@ class Supervisor:
                 self._mic_lost = False
                 self.notifier.message("mic", f"microphone back: {msg.device}")
             if self._started is None:
-                self.watch.open(time.monotonic())
                 if not self._detector:
                     self.systemd.status(f"capturing from {msg.device}; loading the detector")
             self._started = msg
@@ -525,6 +535,7 @@ class Supervisor:
                              time.strftime("%H:%M:%S", time.localtime(msg.time)))
                 else:
                     self._dense(True)
+                    self.flow.beep_started(msg)
             elif isinstance(msg, Detection):
                 if self._beep is not None and self._beep.chunk == msg.chunk:
                     self._beep = None
@@ -538,10 +549,9 @@ class Supervisor:
     def _on_detection(self, msg: Detection) -> None:
         """A beep pattern has ended: what happens when the machine finishes."""
         self.stats.detections += 1
-        alerted = self.notifier.alert(msg, self.watch.running_for(msg.mono))
+        alerted = self.flow.alert(msg)
         self.status.on_detection(msg.time, msg.score, alerted, msg.clip_path,
                                  self.notifier.delivery_of(msg) if alerted else None)
-        self.watch.beeped()
         self._next_prune = 0.0  # a new clip: check the limits now
 
     def _beep_unfinished(self, why: str) -> None:
@@ -601,6 +611,7 @@ class Supervisor:
         else:
             self.stats.chunks_scored += 1
             self._track_event(msg)
+            self.flow.scored(msg)
             self.status.on_scored(msg.score, msg.labels, msg.chunk.start_time)
             log.debug("%s score %.3f", os.path.basename(msg.chunk.path), msg.score)
 
@@ -664,6 +675,10 @@ class Supervisor:
         this; ``callback(path, seconds, why_not)`` is called later in the supervisor's
         loop, with a WAV the caller then owns, or None and one line on why not."""
         self._listens.put((callback, time.monotonic()))
+
+    def emptied(self, by: str, key: str | None) -> str:
+        """🧺 Emptied or /emptied (any thread): the reply; the cycle learns it in the loop."""
+        return self.flow.emptied(by, key)
 
     def save_recent(self, dest) -> int:
         """`/missed`: copy the last minutes of non-silent chunks into ``dest``; how many
@@ -838,6 +853,9 @@ class Supervisor:
         self._join(self.classifier, self._drain_results, 3.0)
         self._drain_results()
         self._beep_unfinished("beepnet stopped before the beep pattern ended")
+        # Everything heard is in: the cycle's clock runs to the end (a replay's last quiet).
+        self.flow.tick(None, final=True)
+        self.flow.close()
         left = list(self.pending) + list(self.in_flight)
         for chunk in left:
             remove_quietly(chunk.path)

@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..notify.cycletext import status_line
 from ..termdraw import FLOOR_DBFS, bar, spark
 
 COMPACT_WIDTH, COMPACT_HEIGHT = 70, 24
@@ -228,11 +229,12 @@ def render(status: dict | None, vs: ViewState, width: int, height: int, live: bo
     span = tl_w * TIMELINE_STEP
     timeline.add_row("", Text(f"-{span // 60} min {span % 60} s".ljust(tl_w - 3) + "now",
                               style="grey50"))
-    det_rows = max(1, height - 27)
+    det_rows = max(1, height - 28)
     parts = [
         _headline(status, vs, live, now),
         Text(f"detector: {status.get('detector') or '-'}", style="grey50", no_wrap=True,
              overflow="ellipsis"),
+        _cycle_line(status, now),
         Panel(level_panel, title="input", title_align="left"),
         Panel(_labels(status, max(10, inner - 26), now), title="latest chunk",
               title_align="left"),
@@ -242,6 +244,16 @@ def render(status: dict | None, vs: ViewState, width: int, height: int, live: bo
         Text(vs.message or KEYS, style="bold yellow" if vs.message else "grey50"),
     ]
     return Group(*parts)
+
+
+def _cycle_line(status: dict, now: float) -> Text:
+    """Where the machine's cycle is, as /status says it."""
+    cycle = status.get("cycle")
+    if not isinstance(cycle, dict) or not cycle.get("state"):
+        return Text("cycle: -", style="grey50")
+    busy = cycle["state"] != "idle"
+    return Text(status_line(cycle.get("machine") or "washer", cycle, now),
+                style="bold magenta" if busy else "grey50", no_wrap=True, overflow="ellipsis")
 
 
 def _compact(status: dict, vs: ViewState, width: int, height: int, live: bool, now: float):

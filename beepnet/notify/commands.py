@@ -8,7 +8,9 @@ checked here, for every press.
 
 Buttons carry ``fb:<alert id>:<yes|no|mute>`` (under Telegram's 64 bytes): the alert id is
 its clip's stem under ``storage.dir/alerts``, so a press still works after a restart, as
-long as the clip is kept (storage.keep_days, keep_mb).
+long as the clip is kept (storage.keep_days, keep_mb). The 🧺 Emptied button under a finish
+and its reminders carries ``cy:<key>:emptied``, the key naming that cycle's end, so a press
+under an old cycle's message never empties the next one.
 """
 
 from __future__ import annotations
@@ -43,13 +45,16 @@ LATE_COMMAND_SECONDS = 60.0
 """A /mute older than this (sent while beepnet was not receiving) counts from when it was sent."""
 
 BUTTONS = (("yes", "✅ That was it"), ("no", "❌ Not the beep"), ("mute", "🔕 Mute 2 h"))
+EMPTIED_BUTTON = "🧺 Emptied"
 FEEDBACK_MARKS = ("✅", "❌")
 MUTE_MARK = "🔕"
+EMPTIED_MARK = "🧺"
 
 COMMANDS = (
     ("status", "is it listening? microphone, detector, last beep, outbox, disk"),
     ("listen", "the last 10 s the microphone heard, as a clip"),
     ("missed", "it missed a beep: keep the last minutes of sound to label and train on"),
+    ("emptied", "the laundry is out: no more reminders"),
     ("mute", "no beep alerts for a while: /mute 2h, /mute 30m, /mute 90 (minutes)"),
     ("unmute", "beep alerts on again"),
     ("retrain", "learn from your ✅/❌ answers and put the new model in use"),
@@ -66,6 +71,7 @@ HELP = ("/status: is it listening? microphone, detector, last beep and alert, ou
         "/listen: the last 10 s the microphone heard, as a clip\n"
         "/missed: it missed a beep you heard: the sound of the last minutes is kept under "
         "storage.dir/feedback/unsure, to label (`beepnet label --unsure`) and train on\n"
+        "/emptied: the laundry is out: no more \"still in the machine\" reminders\n"
         "/mute [duration]: no beep alerts for a while (/mute 2h, /mute 30m, /mute 90 for "
         "minutes; 2 h without one)\n"
         "/unmute: beep alerts on again\n"
@@ -73,7 +79,8 @@ HELP = ("/status: is it listening? microphone, detector, last beep and alert, ou
         "model in use if it does better (needs PyTorch on this machine)\n"
         "/help: this list\n"
         "Under each alert: ✅ That was it / ❌ Not the beep keep its sound as training data "
-        "(storage.dir/feedback, for /retrain); 🔕 mutes alerts for 2 h.")
+        "(storage.dir/feedback, for /retrain); 🔕 mutes alerts for 2 h; 🧺 Emptied stops the "
+        "reminders.")
 
 
 @dataclass(frozen=True)
@@ -102,17 +109,25 @@ def callback_data(alert_id: str, action: str) -> str:
     return f"fb:{alert_id}:{action}"
 
 
-def alert_keyboard(alert_id: str, feedback: bool):
-    """The buttons under an alert: feedback only when its clip is kept; None when the alert
-    id does not fit Telegram's 64 bytes."""
+def emptied_data(key: str) -> str:
+    return f"cy:{key}:emptied"
+
+
+def alert_keyboard(alert_id: str | None, feedback: bool, emptied: str | None = None):
+    """The buttons under an alert (feedback only when its clip is kept) and under a cycle's
+    end and reminders (🧺 Emptied, with the ``emptied`` key); None when there are none
+    (an alert id too long for Telegram's 64 bytes has none of its own)."""
     from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-    if len(callback_data(alert_id, "mute").encode()) > CALLBACK_LIMIT:
+    rows = []
+    if alert_id and len(callback_data(alert_id, "mute").encode()) > CALLBACK_LIMIT:
         log.debug("alert id %s too long for buttons", alert_id)
-        return None
-    row = [InlineKeyboardButton(text, callback_data=callback_data(alert_id, action))
-           for action, text in BUTTONS if feedback or action == "mute"]
-    return InlineKeyboardMarkup([row])
+    elif alert_id:
+        rows.append([InlineKeyboardButton(text, callback_data=callback_data(alert_id, action))
+                     for action, text in BUTTONS if feedback or action == "mute"])
+    if emptied:
+        rows.append([InlineKeyboardButton(EMPTIED_BUTTON, callback_data=emptied_data(emptied))])
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 def _hhmm(t: float) -> str:
@@ -221,6 +236,8 @@ class Commands:
             return
         elif command == "missed":
             reply = await self._missed()
+        elif command == "emptied":
+            reply = self._emptied(_user_name(msg.from_user), None, "/emptied")
         elif command == "mute":
             reply = self._mute(arg.strip(), msg.date.timestamp() if msg.date else time.time())
         elif command == "retrain":
@@ -302,6 +319,11 @@ class Commands:
                     "(or label /missed's clips with `beepnet label --unsure`), then /retrain.")
         return self.retrainer.start(describe(counts))
 
+    def _emptied(self, who: str, key: str | None, how: str) -> str:
+        if self.daemon is None:
+            return "Not listening yet: try again in a moment."
+        return self.daemon.emptied(f"{how} ({who})", key)
+
     def status(self) -> str:
         s = self.settings
         return status_text(read_status(s.status_file), name=s.name,
@@ -345,6 +367,9 @@ class Commands:
             self._stranger(f"a button press ({(q.data or '')[:40]})", chat, q.from_user)
             return  # no answer: the press just spins out on the stranger's phone
         parts = (q.data or "").split(":")
+        if len(parts) == 3 and parts[0] == "cy" and parts[2] == "emptied":
+            await self._on_emptied(bot, q, parts[1])
+            return
         if len(parts) != 3 or parts[0] != "fb" or parts[2] not in ("yes", "no", "mute"):
             await self._answer(bot, q, "This button is not beepnet's.")
             return
@@ -376,6 +401,15 @@ class Commands:
             line = (f"{'✅' if action == 'yes' else '❌'} {text} ({who}, {_hhmm(time.time())}): "
                     f"kept as {label} training data")
         await self._edit(bot, msg, FEEDBACK_MARKS, line)
+
+    async def _on_emptied(self, bot, q, key: str) -> None:
+        who = _user_name(q.from_user)
+        log.info("button emptied (%s) from %s", key, who)
+        reply = self._emptied(who, key, "button")
+        await self._answer(bot, q, reply[:200])
+        if reply.startswith(EMPTIED_MARK):
+            await self._edit(bot, q.message, (EMPTIED_MARK + " Emptied",),
+                             f"{EMPTIED_MARK} Emptied ({who}, {_hhmm(time.time())})")
 
     async def _answer(self, bot, q, text: str) -> None:
         from telegram.error import TelegramError

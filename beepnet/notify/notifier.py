@@ -62,11 +62,8 @@ def _local(t: float, fmt: str = "%H:%M:%S") -> str:
     return time.strftime(fmt, time.localtime(t))
 
 
-def beep_caption(det: Detection, running_for: float | None) -> str:
-    text = f"Beep at {_local(det.time)} (score {det.score:.2f})"
-    if running_for is not None and running_for >= 60:
-        text += f"; the machine had been running for {minutes_text(int(running_for // 60))}"
-    return text + "."
+def beep_caption(det: Detection) -> str:
+    return f"Beep at {_local(det.time)} (score {det.score:.2f})."
 
 
 class AlertState:
@@ -129,8 +126,11 @@ class Notifier:
                          pending)
             self._delivery.start()
 
-    def alert(self, det: Detection, running_for: float | None = None) -> bool:
-        """A beep. Returns False when the cooldown swallowed it."""
+    def alert(self, det: Detection, caption: str | None = None,
+              emptied: str | None = None) -> bool:
+        """A beep. ``caption``: what it means for the cycle ("Washer finished at ...";
+        default: the time and score); ``emptied``: the key of a 🧺 Emptied button for the
+        cycle it finished. Returns False when the cooldown swallowed it."""
         when = _local(det.time, "%Y-%m-%d %H:%M:%S")
         if self._in_cooldown(det):
             self.suppressed += 1
@@ -139,14 +139,15 @@ class Notifier:
             return False
         self._last_alert = (det.time, det.mono)
         try:
-            self._alert(det, running_for, when)
+            self._alert(det, caption or beep_caption(det), emptied, when)
         except Exception as e:  # noqa: BLE001 - the supervisor must go on listening
             log.error("cannot pass on the alert for the beep at %s: %s: %s", when,
                       type(e).__name__, e)
         return True
 
-    def message(self, kind: str, text: str) -> None:
-        """Operational news (listening, stopped, no beep yet, microphone lost ...)."""
+    def message(self, kind: str, text: str, emptied: str | None = None) -> None:
+        """Operational and cycle news (listening, microphone lost, stopped without a beep,
+        reminders ...); ``emptied``: the key of a 🧺 Emptied button under it."""
         log.info("[%s] %s", kind, text)
         if self.outbox is None:
             return
@@ -155,7 +156,7 @@ class Notifier:
             text += (f" Beep alerts are muted until {_local(until, '%H:%M')} (/unmute to "
                      "end it).")
         try:
-            self._queue(kind, text)
+            self._queue(kind, text, **self._emptied_button(emptied))
         except Exception as e:  # noqa: BLE001 - the supervisor must go on listening
             log.error("cannot queue the %s message: %s: %s", kind, type(e).__name__, e)
 
@@ -189,7 +190,11 @@ class Notifier:
         # On the recording's own clock: a replay at --speed 20 compresses wall time.
         return gap / det.chunk.time_scale < self.cooldown
 
-    def _alert(self, det: Detection, running_for: float | None, when: str) -> None:
+    def _emptied_button(self, key: str | None) -> dict:
+        return ({"emptied": key} if key and self._delivery is not None
+                and self._delivery.poller is not None else {})
+
+    def _alert(self, det: Detection, caption: str, emptied: str | None, when: str) -> None:
         record = {"kind": "beep", "time": when,
                   "epoch": round(det.time, 3), "offset": round(det.offset, 3),
                   "score": round(det.score, 4), "detector": det.detector,
@@ -220,9 +225,10 @@ class Notifier:
         # The buttons' alert id: the clip's stem (the feedback reads the clip by it).
         buttons = ({"alert": stem, "feedback": bool(det.clip_path and audio)}
                    if self._delivery.poller is not None else {})
-        self._queue("beep", beep_caption(det, running_for), audio,
+        self._queue("beep", caption, audio,
                     title=f"Beep {_local(det.time, '%H:%M')}", created=det.time,
-                    ago=min(max(ago, 0.0), 600.0), state=state, **buttons)
+                    ago=min(max(ago, 0.0), 600.0), state=state, **buttons,
+                    **self._emptied_button(emptied))
 
     def _track(self, det: Detection, state: str) -> AlertState:
         tracked = self._tracked[det.time] = AlertState(state)
@@ -434,11 +440,12 @@ class _Delivery:
 
     def _buttons(self, item: Item):
         """The alert's inline keyboard, when this daemon receives the presses."""
-        if self.poller is None or not item.extra.get("alert"):
+        if self.poller is None or not (item.extra.get("alert") or item.extra.get("emptied")):
             return None
         from .commands import alert_keyboard
 
-        return alert_keyboard(item.extra["alert"], bool(item.extra.get("feedback")))
+        return alert_keyboard(item.extra.get("alert"), bool(item.extra.get("feedback")),
+                              item.extra.get("emptied"))
 
     def _on_fault(self, exc: Exception) -> None:
         """Log a fault once (not at every turn while it lasts), and back off."""

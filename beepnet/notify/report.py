@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
+from .cycletext import status_line
 from .timefmt import minutes_text
 
 LEVEL_STALE_SECONDS = 5.0
@@ -112,9 +113,8 @@ def status_text(status: dict | None, *, name: str, mute_until: float | None,
         else:
             lines.append("Last beep: none since the start")
         cycle = status.get("cycle")
-        if cycle:
-            state = cycle.get("state", cycle) if isinstance(cycle, dict) else cycle
-            lines.append(f"Cycle: {state}")
+        if isinstance(cycle, dict) and cycle.get("state"):
+            lines.insert(1, status_line(cycle.get("machine") or "washer", cycle, now))
     if last_alert:
         held = ", not sent (muted)" if last_alert.get("muted") else ""
         lines.append(f"Last alert: {_clock(float(last_alert['epoch']), now)} "

@@ -1,46 +1,11 @@
-"""The watch's timing rules and the outbox's durability and bounds, on their own."""
+"""The outbox's durability and bounds, on their own (the old watch's timing rules are the
+cycle machine's now: tests/test_cycle.py)."""
 
 from __future__ import annotations
 
 import json
 
 from beepnet.notify.outbox import Clock, Outbox
-from beepnet.notify.watch import Watch
-
-LOUD, QUIET = -20.0, -80.0
-
-
-def feed(w: Watch, start: float, seconds: int, level: float) -> list[str]:
-    said = []
-    for t in range(seconds):
-        w.heard(start + t, level)
-        text = w.check(start + t)
-        if text:
-            said.append(text)
-    return said
-
-
-def test_timeout_once_per_cycle_and_never_on_an_idle_machine():
-    w = Watch(timeout_s=600, idle_s=120, gate_dbfs=-50)
-    w.open(0.0)
-    said = feed(w, 0, 900, LOUD)                  # 15 min of machine noise, no beep
-    assert len(said) == 1 and said[0].startswith("No beep yet: listening for 10 min")
-    assert "Sound for 10 min" in said[0] and "loudest -20 dBFS" in said[0]
-    assert feed(w, 900, 3600, QUIET) == []        # an hour of quiet: nothing more
-    # The next cycle starts: a new watch, which times out once more.
-    said = feed(w, 4500, 700, LOUD)
-    assert len(said) == 1
-
-
-def test_a_beep_closes_the_watch_and_short_pauses_do_not_reopen_it():
-    w = Watch(timeout_s=600, idle_s=120, gate_dbfs=-50)
-    w.open(0.0)
-    feed(w, 0, 300, LOUD)
-    assert w.running_for(300.0) == 300.0
-    w.beeped()
-    assert w.running_for(301.0) is None
-    feed(w, 300, 60, QUIET)                        # a one-minute pause is not a new cycle
-    assert feed(w, 360, 900, LOUD) == []
 
 
 def test_outbox_items_are_whole_and_ordered(tmp_path):
