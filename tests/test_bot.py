@@ -220,6 +220,14 @@ def test_buttons_store_labelled_chunks_edit_the_alert_and_work_after_a_restart(
         assert wait_for(lambda: answered(tg, q6), 15), log.text
         assert "over already" in answered(tg, q6)[0]["text"], answered(tg, q6)
 
+    # The history keeps the last answer with the cycle that alert finished.
+    rows = subprocess.run([sys.executable, "-m", "beepnet", "history", "--json",
+                           "--set", f"storage.dir={storage}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert rows.returncode == 0, rows.stderr
+    (cycle,) = json.loads(rows.stdout)
+    assert cycle["alert_id"] == alert_id and cycle["feedback"] == "not_beep", cycle
+
     # 3. `beepnet train` reads the folder: one label per folder, 3-s 16 kHz chunks.
     labels = {d.name for d in (storage / "feedback").iterdir() if d.is_dir()
               and not d.name.startswith(".")}

@@ -320,7 +320,7 @@ def test_the_file_is_wal_with_normal_sync_and_a_busy_timeout(tmp_path):
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-        assert db.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 3
 
 
 def test_only_the_thread_that_opened_it_may_use_it(tmp_path):
@@ -510,9 +510,13 @@ def test_a_version_1_history_is_migrated_with_its_data_kept(tmp_path, caplog):
         h.note_estimate(7, at=2800.0, end=5600.0)  # version 2's columns work
         assert h.get(7).estimate_error == 100.0
         indexes = [r[1] for r in h._db.execute("PRAGMA index_list(cycles)")]
-        assert "cycles_ended" in indexes
+        assert "cycles_ended" in indexes and "cycles_alert" in indexes
+        h.note_alert(7, 5510.0, "20261205-061647-0041328000-beep")  # and version 3's
+        assert h.feedback_for_alert("20261205-061647-0041328000-beep", "not_beep")
+        assert h.get(7).feedback == "not_beep"
+        assert not h.feedback_for_alert("no-such-alert", "beep")
         assert h.begin(9000.0) == 8  # new rows follow the old
-    assert any("migrated from schema version 1 to 2" in r.getMessage()
+    assert any("migrated from schema version 1 to 3" in r.getMessage()
                for r in caplog.records)
 
 
@@ -520,17 +524,17 @@ def test_a_failing_migration_leaves_the_file_at_its_last_whole_version(tmp_path,
     path = db_path(tmp_path)
     _write_v1(path)
 
-    def v3_breaks(db: sqlite3.Connection) -> None:
+    def v4_breaks(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE cycles ADD COLUMN half_done REAL")
         db.execute("INSERT INTO no_such_table VALUES (1)")
 
-    monkeypatch.setattr(history_module, "MIGRATIONS", [*history_module.MIGRATIONS, v3_breaks])
+    monkeypatch.setattr(history_module, "MIGRATIONS", [*history_module.MIGRATIONS, v4_breaks])
     with pytest.raises(HistoryError) as e:
         History.open(path)
     assert "no_such_table" in str(e.value) and "\n" not in str(e.value)
     monkeypatch.undo()
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2  # v2 done, v3 rolled back
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3  # v3 done, v4 rolled back
     columns = [r[1] for r in raw.execute("PRAGMA table_info(cycles)")]
     assert "estimate_end" in columns and "half_done" not in columns
     raw.close()
@@ -660,8 +664,8 @@ def test_json_holds_every_field_oldest_first(tmp_path, env):
     assert [c["id"] for c in cycles] == ids
     assert set(cycles[0]) == {
         "id", "started", "ended", "outcome", "phases", "alert_at", "reminders", "reminded_at",
-        "emptied_at", "emptied_by", "feedback", "estimate_end", "estimate_at", "duration",
-        "estimate_error"}
+        "emptied_at", "emptied_by", "feedback", "estimate_end", "estimate_at", "alert_id",
+        "duration", "estimate_error"}
     first = cycles[0]
     assert first["started"] == SAMPLE_BASE and first["duration"] == 84 * MIN
     assert first["estimate_error"] == 4 * MIN and first["feedback"] == "beep"

@@ -97,6 +97,8 @@ class CycleRecord:
     """When, at half the cycle, it was expected to end."""
     estimate_at: float | None
     """When that estimate was made."""
+    alert_id: str | None = None
+    """The finish's alert (its clip's stem), which the owner's ✅/❌ answers name."""
 
     @property
     def duration(self) -> float | None:
@@ -161,7 +163,15 @@ def _v2_estimates(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX cycles_ended ON cycles(ended)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_estimates]
+def _v3_alert_ids(db: sqlite3.Connection) -> None:
+    # The owner answers an alert, not a cycle: the third version keeps which alert a cycle's
+    # finish was, so the answer reaches its cycle.
+    db.execute("ALTER TABLE cycles ADD COLUMN alert_id TEXT")
+    db.execute("CREATE INDEX cycles_alert ON cycles(alert_id)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_estimates,
+                                                          _v3_alert_ids]
 """Append a function to change the schema; never edit one that has shipped."""
 
 
@@ -197,7 +207,7 @@ class _Corrupt(Exception):
 # --- The history --------------------------------------------------------------------------
 
 _COLUMNS = ("id, started, ended, outcome, alert_at, reminders, reminded_at, emptied_at, "
-            "emptied_by, feedback, estimate_end, estimate_at")
+            "emptied_by, feedback, estimate_end, estimate_at, alert_id")
 
 
 class History:
@@ -296,8 +306,8 @@ class History:
 
     # -- what followed -----------------------------------------------------------------
 
-    def note_alert(self, cycle_id: int, at: float) -> None:
-        self._update(cycle_id, "alert_at = ?", at)
+    def note_alert(self, cycle_id: int, at: float, alert_id: str | None = None) -> None:
+        self._update(cycle_id, "alert_at = ?, alert_id = ?", at, alert_id)
 
     def note_reminder(self, cycle_id: int, at: float) -> None:
         """One more reminder, at ``at``."""
@@ -312,6 +322,13 @@ class History:
     def note_feedback(self, cycle_id: int, label: str) -> None:
         """The owner's answer on the finished alert; a new answer replaces the old."""
         self._update(cycle_id, "feedback = ?", label)
+
+    def feedback_for_alert(self, alert_id: str, label: str) -> bool:
+        """The owner's answer on an alert, kept with the cycle it finished (if any)."""
+        with self._write() as db:
+            cur = db.execute("UPDATE cycles SET feedback = ? WHERE alert_id = ?",
+                             (label, alert_id))
+            return cur.rowcount > 0
 
     def note_estimate(self, cycle_id: int, *, at: float, end: float) -> None:
         """At ``at`` the cycle was expected to end at ``end``."""
@@ -419,7 +436,8 @@ class History:
             return [CycleRecord(id=r[0], started=r[1], ended=r[2], outcome=r[3],
                                 phases=tuple(phases[r[0]]), alert_at=r[4], reminders=r[5],
                                 reminded_at=r[6], emptied_at=r[7], emptied_by=r[8],
-                                feedback=r[9], estimate_end=r[10], estimate_at=r[11])
+                                feedback=r[9], estimate_end=r[10], estimate_at=r[11],
+                                alert_id=r[12])
                     for r in rows]
 
         return self._read(read)

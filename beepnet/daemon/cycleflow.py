@@ -43,7 +43,7 @@ from ..cycle.machine import CycleMachine
 from ..audio import SAMPLE_RATE
 from ..messages import BeepStarted, Chunk, Detection, Scored
 from ..notify import cycletext
-from ..notify.notifier import beep_caption
+from ..notify.notifier import alert_id, beep_caption
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,8 @@ class CycleFlow:
         self._next_progress = 0.0
         self._estimate: Estimate | None = None
         self._emptied_q: queue.Queue = queue.Queue()
+        self._answers: queue.Queue = queue.Queue()
+        """(alert id, label) of the owner's ✅/❌, from the bot's thread."""
         self.snapshot: dict = {"machine": cfg.machine, "state": State.IDLE.value}
         """What /status and the monitor show (replaced, never changed in place: other
         threads read it)."""
@@ -203,7 +205,7 @@ class CycleFlow:
         alerted = self.notifier.alert(det, caption=f"{caption}\n{beep_caption(det)}",
                                       emptied=self._empty_key)
         if alerted and finish is not None and self._done and self._done.id is not None:
-            self._write(self.history.note_alert, self._done.id, det.time)
+            self._write(self.history.note_alert, self._done.id, det.time, alert_id(det))
         return alerted
 
     def tick(self, oldest_unscored: Chunk | None, final: bool = False) -> None:
@@ -219,6 +221,13 @@ class CycleFlow:
             except queue.Empty:
                 break
             self._on_emptied(by, key, max(upto, self._fed))
+        while True:
+            try:
+                alert, label = self._answers.get_nowait()
+            except queue.Empty:
+                break
+            if self.history is not None:
+                self._write(self.history.feedback_for_alert, alert, label)
         if upto - self._fed >= TICK_SECONDS:
             self._feed_input(Tick(upto))
         if now >= self._next_progress:
@@ -237,6 +246,10 @@ class CycleFlow:
             return cycletext.nothing_to_empty(self.cfg.machine, snap.get("state", ""))
         self._emptied_q.put((by, key))
         return cycletext.emptied_reply(self.cfg.machine, snap.get("finished"), time.time())
+
+    def answered(self, alert: str, label: str) -> None:
+        """The owner's ✅/❌ on an alert (any thread): kept with the cycle it finished."""
+        self._answers.put((alert, label))
 
     def prune(self, keep_days: float) -> None:
         if self.history is not None:

@@ -680,6 +680,10 @@ class Supervisor:
         """🧺 Emptied or /emptied (any thread): the reply; the cycle learns it in the loop."""
         return self.flow.emptied(by, key)
 
+    def answered(self, alert: str, label: str) -> None:
+        """The owner's ✅/❌ on an alert (any thread): the history keeps it with its cycle."""
+        self.flow.answered(alert, label)
+
     def save_recent(self, dest) -> int:
         """`/missed`: copy the last minutes of non-silent chunks into ``dest``; how many
         (any thread: only files are touched)."""

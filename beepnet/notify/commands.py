@@ -397,6 +397,8 @@ class Commands:
         else:
             if saved.unchanged:
                 return
+            if self.daemon is not None:
+                self.daemon.answered(alert_id, label)
             text = "That was it" if action == "yes" else "Not the beep"
             line = (f"{'✅' if action == 'yes' else '❌'} {text} ({who}, {_hhmm(time.time())}): "
                     f"kept as {label} training data")

@@ -62,6 +62,11 @@ def _local(t: float, fmt: str = "%H:%M:%S") -> str:
     return time.strftime(fmt, time.localtime(t))
 
 
+def alert_id(det: Detection) -> str:
+    """The alert's id: its clip's stem (the feedback reads the clip by it)."""
+    return Path(det.clip_path).stem if det.clip_path else f"{int(det.time)}-beep"
+
+
 def beep_caption(det: Detection) -> str:
     return f"Beep at {_local(det.time)} (score {det.score:.2f})."
 
@@ -210,7 +215,7 @@ class Notifier:
                     det.clip_path or "(none)",
                     f"; muted until {_local(self.mute.until() or 0, '%H:%M')}: not sent"
                     if muted else "")
-        stem = Path(det.clip_path).stem if det.clip_path else f"{int(det.time)}-beep"
+        stem = alert_id(det)
         self._write_record(self.alert_dir / f"{stem}.json", record)
         if self.outbox is None or muted:
             return
