@@ -11,6 +11,7 @@ start after 0.5 min of machine sound, pauses from 0.3 min, stopped after 2 min o
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from beepnet.testing.cycles import cached, programme
 from beepnet.testing.fake_telegram import DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
@@ -117,9 +119,17 @@ def test_a_cycle_without_a_beep_is_said_stopped_once_after_the_quiet(tmp_path, c
     said = texts(tg)
     (quiet,) = [t for t in said if "went quiet" in t]
     assert "without its end beep" in quiet
-    (m,) = [m for m in tg.messages(DEFAULT_CHAT_ID) if "went quiet" in m.get("text", "")]
+    (m,) = [m for m in tg.messages(DEFAULT_CHAT_ID) if "went quiet" in m.get("caption", "")]
     assert [b["text"] for row in m["reply_markup"]["inline_keyboard"] for b in row] == \
         ["🧺 Emptied"]
+    # With it, the machine's last minute of sound: the spin that ended the cycle, loud
+    # throughout (kept when it fell quiet; the recorder's ring had let it go since).
+    (audio,) = [r.files["audio"][2] for r in tg.requests("sendAudio")
+                if "went quiet" in r.fields.get("caption", "")]
+    pcm, rate = sf.read(io.BytesIO(audio), dtype="float32")
+    assert rate == 16000 and 45 <= len(pcm) / rate <= 70, len(pcm) / rate
+    seconds = np.abs(pcm[: len(pcm) // rate * rate]).reshape(-1, rate).max(axis=1)
+    assert (seconds > 0.01).mean() >= 0.9, seconds
     assert sum(t.startswith("Washer started at ") for t in said) == 1, said
     assert not [t for t in said if t.startswith("Washer finished")], said
     (cycle,) = history

@@ -33,17 +33,17 @@ from dataclasses import dataclass
 from ..config import CycleConfig
 from ..cycle.ear import MachineEar
 from ..cycle.estimate import Estimate, PastCycle, estimate, usual_duration
-from ..cycle.events import (Beep, CycleEvent, CycleFinished, CycleResumed, CycleStarted,
-                            Emptied,
-                            EmptiedEvent, NoBeepYet, Phase, PresumedEmptied, Reminder,
-                            RemindersExhausted, RunningLong, State, StopExpired,
-                            StoppedWithoutBeep, Tick)
+from ..cycle.events import (PAUSE, Beep, CycleEvent, CycleFinished, CycleResumed,
+                            CycleStarted, Emptied, EmptiedEvent, NoBeepYet, Phase,
+                            PresumedEmptied, Reminder, RemindersExhausted, RunningLong, State,
+                            StopExpired, StoppedWithoutBeep, Tick)
 from ..cycle.history import History, HistoryError, PhaseRecord
 from ..cycle.machine import CycleMachine
 from ..audio import SAMPLE_RATE
 from ..messages import BeepStarted, Chunk, Detection, Scored
 from ..notify import cycletext
 from ..notify.notifier import alert_id, beep_caption
+from .lastsound import LastSound
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +123,17 @@ class _Open:
 
 class CycleFlow:
     def __init__(self, cfg: CycleConfig, notifier, *, history: History | None,
-                 clock: CycleClock, chunk_seconds: float, hop_seconds: float):
+                 clock: CycleClock, chunk_seconds: float, hop_seconds: float,
+                 last_sound: LastSound | None = None):
+        """``last_sound``: keeps the machine's last minute for the "went quiet" message
+        (None: the recorder keeps no recent audio, storage.recent_minutes = 0)."""
         self.cfg = cfg
         self.notifier = notifier
         self.history = history
         self.clock = clock
         self.machine = CycleMachine(cfg.settings())
         self.ear = MachineEar(cfg.machine_score, hop_seconds=hop_seconds)
+        self.last_sound = last_sound
         self._lag = chunk_seconds + hop_seconds + QUEUE_SLACK_SECONDS
         self._fed = clock.now()
         self._past: list[PastCycle] = []
@@ -163,7 +167,10 @@ class CycleFlow:
         if msg.error:
             return
         c = msg.chunk
-        self._feed_input(self.ear.hear(self.clock.chunk(c), msg.labels, c.peak_dbfs))
+        heard = self.ear.hear(self.clock.chunk(c), msg.labels, c.peak_dbfs)
+        if heard.machine and self.last_sound is not None:
+            self.last_sound.heard(heard.at, c.path)
+        self._feed_input(heard)
 
     def level(self, samples: int, mono: float, dbfs: float) -> None:
         """A heartbeat: audio read up to ``samples``, its loudest frame ``dbfs`` (the level
@@ -230,6 +237,11 @@ class CycleFlow:
                 self._write(self.history.feedback_for_alert, alert, label)
         if upto - self._fed >= TICK_SECONDS:
             self._feed_input(Tick(upto))
+        snap = self.machine.snapshot()
+        if (self.last_sound is not None and snap.phase == PAUSE
+                and snap.last_sound_at is not None):
+            # Fallen quiet: its last minute is still in the recorder's ring; keep it.
+            self.last_sound.keep(snap.last_sound_at)
         if now >= self._next_progress:
             self._next_progress = now + PROGRESS_EVERY
             self._progress(now)
@@ -309,6 +321,8 @@ class CycleFlow:
                 cycle.id = self._write(self.history.beep_without_cycle, wall(e.at))
             self._cycle, self._done = None, cycle
             self._empty_key = str(int(wall(e.at)))
+            if self.last_sound is not None:
+                self.last_sound.clear()  # the beep says how it ended
             self._learn()
         elif isinstance(e, CycleResumed):
             cycle = self._done or _Open(None, e.started_at)
@@ -327,8 +341,12 @@ class CycleFlow:
             self._empty_key = str(int(wall(e.last_sound_at)))
             self.notifier.message("cycle", cycletext.stopped_text(
                 name, wall(e.last_sound_at), e.last_sound_at - e.started_at),
-                emptied=self._empty_key)
+                emptied=self._empty_key,
+                audio=self.last_sound.mp3() if self.last_sound is not None else None,
+                title=f"{name} {_hhmm(wall(e.last_sound_at))}")
         elif isinstance(e, StopExpired):
+            if self.last_sound is not None:
+                self.last_sound.clear()
             if self._done and self._done.id is not None:
                 self._write(self.history.note_emptied, self._done.id, wall(e.at),
                             "nobody said (no late beep)")
@@ -354,6 +372,8 @@ class CycleFlow:
             self._done, self._empty_key = None, None
         elif isinstance(e, (EmptiedEvent, PresumedEmptied)):
             by = e.by if isinstance(e, EmptiedEvent) else "next cycle"
+            if self.last_sound is not None:
+                self.last_sound.clear()
             if self._done and self._done.id is not None:
                 self._write(self.history.note_emptied, self._done.id, wall(e.at), by)
             if isinstance(e, EmptiedEvent) and self._cycle is self._done:
@@ -406,8 +426,8 @@ class CycleFlow:
             return
         wall = self.clock.wall
         if cycle.id is not None:
-            self._save_levels(cycle, snap.last_sound_at or now,
-                              self._phase_records(self.machine.phases()))
+            last = now if snap.last_sound_at is None else snap.last_sound_at
+            self._save_levels(cycle, last, self._phase_records(self.machine.phases()))
         start = cycle.started if cycle.started is not None else now
         rel = tuple(Phase(p.name, p.start - start, p.end - start)
                     for p in self.machine.phases())
@@ -498,6 +518,10 @@ _NAMES = {CycleStarted: "started", CycleFinished: "finished", CycleResumed: "sti
           RunningLong: "running longer than usual", NoBeepYet: "no beep yet",
           Reminder: "reminder", RemindersExhausted: "reminders ran out",
           EmptiedEvent: "emptied", PresumedEmptied: "next cycle, the last one presumed emptied"}
+
+
+def _hhmm(t: float) -> str:
+    return time.strftime("%H:%M", time.localtime(t))
 
 
 def _hms(t: float) -> str:

@@ -36,6 +36,7 @@ from ..messages import (BeepStarted, Chunk, Detection, DetectorFailed, DetectorR
 from ..model.preflight import in_use_path
 from ..notify.report import start_text
 from .cycleflow import CycleClock, CycleFlow, open_history
+from .lastsound import LastSound
 from .child import EXIT_DETECTOR, EXIT_DETECTOR_RETRY, run_classifier, run_recorder
 from .reload import changed_keys, describe_model, model_identity, restart_only_sections
 from .retention import prune
@@ -185,7 +186,10 @@ class Supervisor:
                               history=open_history(cfg.storage.history_path),
                               clock=CycleClock(replay=source != "mic"),
                               chunk_seconds=cfg.audio.chunk_seconds,
-                              hop_seconds=cfg.audio.hop_seconds)
+                              hop_seconds=cfg.audio.hop_seconds,
+                              last_sound=LastSound(cfg.storage.recent_dir,
+                                                   self.chunk_dir.parent / "last-sound")
+                              if cfg.storage.recent_minutes > 0 else None)
         self.systemd = SystemdNotifier()
         self._handed_at: dict[str, float] = {}  # chunk path -> when the classifier got it
         self._write_errors = self._chunks_written = 0

@@ -150,9 +150,11 @@ class Notifier:
                       type(e).__name__, e)
         return True
 
-    def message(self, kind: str, text: str, emptied: str | None = None) -> None:
+    def message(self, kind: str, text: str, emptied: str | None = None,
+                audio: bytes | None = None, title: str = "") -> None:
         """Operational and cycle news (listening, microphone lost, stopped without a beep,
-        reminders ...); ``emptied``: the key of a 🧺 Emptied button under it."""
+        reminders ...); ``emptied``: the key of a 🧺 Emptied button under it; ``audio``: an
+        MP3 to send it with (``title`` names it)."""
         log.info("[%s] %s", kind, text)
         if self.outbox is None:
             return
@@ -161,7 +163,7 @@ class Notifier:
             text += (f" Beep alerts are muted until {_local(until, '%H:%M')} (/unmute to "
                      "end it).")
         try:
-            self._queue(kind, text, **self._emptied_button(emptied))
+            self._queue(kind, text, audio, title, **self._emptied_button(emptied))
         except Exception as e:  # noqa: BLE001 - the supervisor must go on listening
             log.error("cannot queue the %s message: %s: %s", kind, type(e).__name__, e)
 
