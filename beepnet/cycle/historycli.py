@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..config import state_dir
 from ..notify.duration import duration_text
+from ..notify.timefmt import hhmm
 from .history import DB_NAME, CycleRecord, History, HistoryError
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,6 @@ def as_json(c: CycleRecord) -> dict:
 
 # --- Table --------------------------------------------------------------------------------
 
-def _clock(t: float) -> str:
-    return time.strftime("%H:%M", time.localtime(t))
-
-
 def _day(t: float) -> str:
     lt = time.localtime(t)
     fmt = "%a %d %b" if lt.tm_year == time.localtime().tm_year else "%a %d %b %Y"
@@ -140,7 +137,7 @@ def how_text(c: CycleRecord) -> str:
 def emptied_text(c: CycleRecord) -> str:
     if c.emptied_at is None:
         return "not yet" if c.outcome in ("beeped", "stopped") else ""
-    when = _clock(c.emptied_at)
+    when = hhmm(c.emptied_at)
     if c.ended is not None and not _same_day(c.ended, c.emptied_at):
         when = time.strftime("%a ", time.localtime(c.emptied_at)) + when
     return f"{when} {c.emptied_by}" if c.emptied_by else when
@@ -149,9 +146,9 @@ def emptied_text(c: CycleRecord) -> str:
 def row(c: CycleRecord) -> list[str]:
     """The table's cells for one cycle."""
     first = c.started if c.started is not None else c.ended
-    span = (_clock(c.started) if c.started is not None else "?") + "–"
+    span = (hhmm(c.started) if c.started is not None else "?") + "–"
     if c.ended is not None:
-        span += _clock(c.ended)
+        span += hhmm(c.ended)
         if first is not None and not _same_day(first, c.ended):
             span += " (+1 d)"
     duration = duration_text(c.duration) if c.duration is not None else ""
@@ -244,9 +241,9 @@ def _phase_colour(name: str, seen: dict[str, str]) -> str:
 
 def _title(c: CycleRecord) -> str:
     assert c.started is not None
-    text = f"{_day(c.started)}, {_clock(c.started)}"
+    text = f"{_day(c.started)}, {hhmm(c.started)}"
     if c.ended is not None:
-        text += f"–{_clock(c.ended)}"
+        text += f"–{hhmm(c.ended)}"
     if c.duration is not None:
         text += f"  ·  {duration_text(c.duration)}"
     text += f"  ·  {how_text(c)}"

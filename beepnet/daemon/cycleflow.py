@@ -42,6 +42,7 @@ from ..cycle.machine import CycleMachine
 from ..audio import SAMPLE_RATE
 from ..messages import BeepStarted, Chunk, Detection, Scored
 from ..notify import cycletext
+from ..notify.timefmt import hhmm, hms
 from ..notify.notifier import alert_id, beep_caption
 from .lastsound import LastSound
 
@@ -106,7 +107,7 @@ class CycleClock:
 
     def say(self, at: float) -> str:
         """``at`` for the log: the time of day, and for a replay where in the recording."""
-        text = time.strftime("%H:%M:%S", time.localtime(self.wall(at)))
+        text = hms(self.wall(at))
         return f"{text} ({at:.1f} s into the recording)" if self.replay else text
 
 
@@ -212,7 +213,7 @@ class CycleFlow:
         alerted = self.notifier.alert(det, caption=f"{caption}\n{beep_caption(det)}",
                                       emptied=self._empty_key)
         if alerted and finish is not None and self._done and self._done.id is not None:
-            self._write(self.history.note_alert, self._done.id, det.time, alert_id(det))
+            self._write("note_alert", self._done.id, det.time, alert_id(det))
         return alerted
 
     def tick(self, oldest_unscored: Chunk | None, final: bool = False) -> None:
@@ -222,19 +223,10 @@ class CycleFlow:
         upto = now if final else now - self._lag
         if oldest_unscored is not None:
             upto = min(upto, self.clock.chunk_start(oldest_unscored))
-        while True:
-            try:
-                by, key = self._emptied_q.get_nowait()
-            except queue.Empty:
-                break
+        for by, key in _drained(self._emptied_q):
             self._on_emptied(by, key, max(upto, self._fed))
-        while True:
-            try:
-                alert, label = self._answers.get_nowait()
-            except queue.Empty:
-                break
-            if self.history is not None:
-                self._write(self.history.feedback_for_alert, alert, label)
+        for alert, label in _drained(self._answers):
+            self._write("feedback_for_alert", alert, label)
         if upto - self._fed >= TICK_SECONDS:
             self._feed_input(Tick(upto))
         snap = self.machine.snapshot()
@@ -264,8 +256,7 @@ class CycleFlow:
         self._answers.put((alert, label))
 
     def prune(self, keep_days: float) -> None:
-        if self.history is not None:
-            self._write(self.history.prune, keep_days)
+        self._write("prune", keep_days)
 
     def close(self) -> None:
         if self._cycle is not None:
@@ -298,10 +289,10 @@ class CycleFlow:
             if self._done is not None and self._done is self._cycle:
                 # A stopped cycle, replaced by the next: emptied before it, presumably.
                 if self._done.id is not None:
-                    self._write(self.history.note_emptied, self._done.id, wall(e.at),
+                    self._write("note_emptied", self._done.id, wall(e.at),
                                 "next cycle")
                 self._done, self._empty_key = None, None
-            self._cycle = _Open(self._write(self.history and self.history.begin,
+            self._cycle = _Open(self._write("begin",
                                             wall(e.started_at)), e.started_at)
             self._estimate = None
             self._progress(e.at)
@@ -315,19 +306,18 @@ class CycleFlow:
             phases = self._phase_records(e.phases)
             if cycle.id is not None:
                 self._save_levels(cycle, e.at, phases)
-                self._write(self.history.end, cycle.id, ended=wall(e.at), outcome="beeped",
+                self._write("end", cycle.id, ended=wall(e.at), outcome="beeped",
                             phases=phases)
-            elif self.history is not None and e.started_at is None:
-                cycle.id = self._write(self.history.beep_without_cycle, wall(e.at))
+            elif e.started_at is None:
+                cycle.id = self._write("beep_without_cycle", wall(e.at))
             self._cycle, self._done = None, cycle
             self._empty_key = str(int(wall(e.at)))
-            if self.last_sound is not None:
-                self.last_sound.clear()  # the beep says how it ended
+            self._let_last_sound_go()  # the beep says how it ended
             self._learn()
         elif isinstance(e, CycleResumed):
             cycle = self._done or _Open(None, e.started_at)
             if cycle.id is not None:
-                self._write(self.history.reopen, cycle.id)
+                self._write("reopen", cycle.id)
             self._cycle, self._done, self._empty_key = cycle, None, None
             self.notifier.message("cycle", cycletext.resumed_text(name, wall(e.beep_at)))
         elif isinstance(e, StoppedWithoutBeep):
@@ -335,7 +325,7 @@ class CycleFlow:
             if cycle.id is not None:
                 phases = self._phase_records(e.phases)
                 self._save_levels(cycle, e.last_sound_at, phases)
-                self._write(self.history.end, cycle.id, ended=wall(e.last_sound_at),
+                self._write("end", cycle.id, ended=wall(e.last_sound_at),
                             outcome="stopped", phases=phases)
             self._done = cycle  # waits to be emptied, or for a late beep
             self._empty_key = str(int(wall(e.last_sound_at)))
@@ -343,12 +333,11 @@ class CycleFlow:
                 name, wall(e.last_sound_at), e.last_sound_at - e.started_at),
                 emptied=self._empty_key,
                 audio=self.last_sound.mp3() if self.last_sound is not None else None,
-                title=f"{name} {_hhmm(wall(e.last_sound_at))}")
+                title=f"{name} {hhmm(wall(e.last_sound_at))}")
         elif isinstance(e, StopExpired):
-            if self.last_sound is not None:
-                self.last_sound.clear()
+            self._let_last_sound_go()
             if self._done and self._done.id is not None:
-                self._write(self.history.note_emptied, self._done.id, wall(e.at),
+                self._write("note_emptied", self._done.id, wall(e.at),
                             "nobody said (no late beep)")
             self._cycle = self._done = None
             self._empty_key = None
@@ -364,21 +353,24 @@ class CycleFlow:
                 name, wall(e.finished_at), wall(e.at), e.number, self.cfg.max_reminders),
                 emptied=self._empty_key)
             if self._done and self._done.id is not None:
-                self._write(self.history.note_reminder, self._done.id, wall(e.at))
+                self._write("note_reminder", self._done.id, wall(e.at))
         elif isinstance(e, RemindersExhausted):
             if self._done and self._done.id is not None:
-                self._write(self.history.note_emptied, self._done.id, wall(e.at),
+                self._write("note_emptied", self._done.id, wall(e.at),
                             "nobody said (reminders ran out)")
             self._done, self._empty_key = None, None
         elif isinstance(e, (EmptiedEvent, PresumedEmptied)):
             by = e.by if isinstance(e, EmptiedEvent) else "next cycle"
-            if self.last_sound is not None:
-                self.last_sound.clear()
+            self._let_last_sound_go()
             if self._done and self._done.id is not None:
-                self._write(self.history.note_emptied, self._done.id, wall(e.at), by)
+                self._write("note_emptied", self._done.id, wall(e.at), by)
             if isinstance(e, EmptiedEvent) and self._cycle is self._done:
                 self._cycle = None  # a stopped cycle, emptied: over
             self._done, self._empty_key = None, None
+
+    def _let_last_sound_go(self) -> None:
+        if self.last_sound is not None:
+            self.last_sound.clear()
 
     def _detail(self, e: CycleEvent) -> str:
         say = self.clock.say
@@ -400,12 +392,13 @@ class CycleFlow:
 
     # -- the history ---------------------------------------------------------------------------
 
-    def _write(self, method, *args, **kwargs):
-        """Call a history method; a failure is logged once and the cycle goes on."""
-        if self.history is None or method is None:
+    def _write(self, method: str, *args, **kwargs):
+        """Call a history method (by name); None without a history; a failure is logged
+        once and the cycle goes on."""
+        if self.history is None:
             return None
         try:
-            result = method(*args, **kwargs)
+            result = getattr(self.history, method)(*args, **kwargs)
         except HistoryError as e:
             if not self._history_failed:
                 log.error("the cycle history cannot be written (%s); cycles are still "
@@ -439,7 +432,7 @@ class CycleFlow:
             log.info("cycle: half-way estimate: the %s should finish around %s (%s)",
                      self.cfg.machine, self.clock.say(cycle.estimate_end), self._estimate.how)
             if cycle.id is not None:
-                self._write(self.history.note_estimate, cycle.id, at=wall(now),
+                self._write("note_estimate", cycle.id, at=wall(now),
                             end=wall(cycle.estimate_end))
         self._publish()
 
@@ -451,7 +444,7 @@ class CycleFlow:
             self._level_bin = None
         levels = [(self.clock.wall(t), round(db, 1)) for t, db in self._levels
                   if cycle.started is None or t >= cycle.started - LEVEL_EVERY]
-        self._write(self.history.progress, cycle.id, last_sound=self.clock.wall(last_sound),
+        self._write("progress", cycle.id, last_sound=self.clock.wall(last_sound),
                     phases=phases, levels=levels)
         self._levels.clear()
 
@@ -461,9 +454,7 @@ class CycleFlow:
 
     def _learn(self) -> None:
         """The usual length and the estimate's past cycles, from the history."""
-        if self.history is None:
-            return
-        records = self._write(self.history.finished, PAST_CYCLES) or []
+        records = self._write("finished", PAST_CYCLES) or []
         self._past = [PastCycle(r.duration, tuple(
             Phase(p.name, p.start - r.started, p.end - r.started) for p in r.phases))
             for r in records if r.duration and r.started is not None]
@@ -472,7 +463,7 @@ class CycleFlow:
     def _resume(self) -> None:
         """A cycle that finished before a restart and still waits to be emptied goes on
         waiting: its reminders continue, its 🧺 buttons still work."""
-        last = self._write(self.history.last_open) if self.history is not None else None
+        last = self._write("last_open")
         if last is None or last.outcome != "beeped" or last.ended is None:
             return
         waited = time.time() - last.ended
@@ -484,7 +475,7 @@ class CycleFlow:
         self._done = _Open(last.id)
         self._empty_key = str(int(last.ended))
         log.info("the %s finished at %s and is not emptied yet: reminders go on",
-                 self.cfg.machine, _hms(last.ended))
+                 self.cfg.machine, hms(last.ended))
 
     # -- what /status and the monitor show -----------------------------------------------------
 
@@ -504,8 +495,8 @@ class CycleFlow:
                 doc.update(remaining=left, expected_end=wall(now + left), how=est.how)
             else:
                 doc["learning"] = True
-        if self.history is not None and snap.state is State.IDLE:
-            last = self._write(self.history.recent, 1) or []
+        if snap.state is State.IDLE:
+            last = self._write("recent", 1) or []
             if last:
                 r = last[0]
                 doc["last"] = {"ended": r.ended, "outcome": r.outcome,
@@ -520,12 +511,13 @@ _NAMES = {CycleStarted: "started", CycleFinished: "finished", CycleResumed: "sti
           EmptiedEvent: "emptied", PresumedEmptied: "next cycle, the last one presumed emptied"}
 
 
-def _hhmm(t: float) -> str:
-    return time.strftime("%H:%M", time.localtime(t))
-
-
-def _hms(t: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t))
+def _drained(q: queue.Queue):
+    """What another thread has put on ``q`` so far."""
+    while True:
+        try:
+            yield q.get_nowait()
+        except queue.Empty:
+            return
 
 
 def open_history(path) -> History | None:

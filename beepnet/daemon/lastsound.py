@@ -57,7 +57,7 @@ class LastSound:
         names = [n for at, n in self._heard if last_sound - self.seconds <= at <= last_sound]
         if not names:
             return
-        self.clear(keep_mark=True)
+        self._remove_files()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for name in names:
@@ -108,10 +108,12 @@ class LastSound:
             log.error("cannot make the MP3 of the machine's last sound: %s", e)
             return None
 
-    def clear(self, keep_mark: bool = False) -> None:
+    def clear(self) -> None:
         """Let the kept minute go (emptied, a new cycle)."""
-        if not keep_mark:
-            self._kept_for = None
+        self._kept_for = None
+        self._remove_files()
+
+    def _remove_files(self) -> None:
         if not self.folder.is_dir():
             return
         for p in self.folder.glob("*.wav"):

@@ -31,6 +31,7 @@ from .mp3 import clip_to_mp3
 from .mute import Ended, Mute
 from .report import last_alert_record, status_text
 from .retrain import Retrainer, available
+from .timefmt import hhmm, hms
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +131,10 @@ def alert_keyboard(alert_id: str | None, feedback: bool, emptied: str | None = N
     return InlineKeyboardMarkup(rows) if rows else None
 
 
-def _hhmm(t: float) -> str:
-    return time.strftime("%H:%M", time.localtime(t))
-
-
-def _hms(t: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t))
-
-
 def held_text(ended: Ended) -> str:
     if not ended.held_count:
         return "no beep while muted."
-    times = ", ".join(_hhmm(t) for t in ended.held[-10:])
+    times = ", ".join(hhmm(t) for t in ended.held[-10:])
     more = f" (and {ended.held_count - 10} more)" if ended.held_count > 10 else ""
     return (f"{ended.held_count} beep(s) while muted, at {times}{more}; their clips are in "
             "storage.dir/alerts.")
@@ -284,10 +277,10 @@ class Commands:
         finally:
             remove_quietly(path)
         name = f"{self.settings.name}: " if self.settings.name else ""
-        caption = (f"{name}what the microphone heard from {_hms(asked - seconds)} to "
-                   f"{_hms(asked)} ({seconds:.0f} s)")
+        caption = (f"{name}what the microphone heard from {hms(asked - seconds)} to "
+                   f"{hms(asked)} ({seconds:.0f} s)")
         await self._send(bot, lambda: bot.send_audio(
-            chat_id, audio=audio, filename="listen.mp3", title=f"Heard {_hhmm(asked)}",
+            chat_id, audio=audio, filename="listen.mp3", title=f"Heard {hhmm(asked)}",
             performer="beepnet", caption=caption))
 
     async def _missed(self) -> str:
@@ -343,19 +336,19 @@ class Commands:
             # Sent while beepnet was not receiving: the owner meant from then, not from now.
             seconds -= late
             if seconds <= 0:
-                return (f"Your /mute {arg} of {_hhmm(sent)} arrived only now (beepnet was not "
+                return (f"Your /mute {arg} of {hhmm(sent)} arrived only now (beepnet was not "
                         "receiving) and has run out already: alerts stay on.")
         until = self.mute.set(seconds)
         log.info("beep alerts muted until %s",
                  time.strftime("%Y-%m-%d %H:%M", time.localtime(until)))
-        return (f"Beep alerts muted until {_hhmm(until)} ({duration_text(seconds)}); beeps are "
+        return (f"Beep alerts muted until {hhmm(until)} ({duration_text(seconds)}); beeps are "
                 "still logged and kept. /unmute ends it sooner.")
 
     def check_mute(self) -> None:
         """Tell the owner once when a mute has run out on its own."""
         ended = self.mute.expired()
         if ended is not None:
-            self.tell("mute", f"The mute has ended ({_hhmm(ended.until)}): beep alerts are on "
+            self.tell("mute", f"The mute has ended ({hhmm(ended.until)}): beep alerts are on "
                               f"again; {held_text(ended)}")
 
     # -- buttons -----------------------------------------------------------------------------
@@ -378,8 +371,8 @@ class Commands:
         log.info("button %s on alert %s from %s", action, alert_id, who)
         if action == "mute":
             until = self.mute.set(MUTE_BUTTON_SECONDS)
-            await self._answer(bot, q, f"Muted until {_hhmm(until)}")
-            line = f"{MUTE_MARK} Muted until {_hhmm(until)} by {who} (/unmute to end it)"
+            await self._answer(bot, q, f"Muted until {hhmm(until)}")
+            line = f"{MUTE_MARK} Muted until {hhmm(until)} by {who} (/unmute to end it)"
             await self._edit(bot, msg, (MUTE_MARK,), line)
             return
         label = YES if action == "yes" else NO
@@ -400,7 +393,7 @@ class Commands:
             if self.daemon is not None:
                 self.daemon.answered(alert_id, label)
             text = "That was it" if action == "yes" else "Not the beep"
-            line = (f"{'✅' if action == 'yes' else '❌'} {text} ({who}, {_hhmm(time.time())}): "
+            line = (f"{'✅' if action == 'yes' else '❌'} {text} ({who}, {hhmm(time.time())}): "
                     f"kept as {label} training data")
         await self._edit(bot, msg, FEEDBACK_MARKS, line)
 
@@ -411,7 +404,7 @@ class Commands:
         await self._answer(bot, q, reply[:200])
         if reply.startswith(EMPTIED_MARK):
             await self._edit(bot, q.message, (EMPTIED_MARK + " Emptied",),
-                             f"{EMPTIED_MARK} Emptied ({who}, {_hhmm(time.time())})")
+                             f"{EMPTIED_MARK} Emptied ({who}, {hhmm(time.time())})")
 
     async def _answer(self, bot, q, text: str) -> None:
         from telegram.error import TelegramError

@@ -7,13 +7,7 @@ when, the rest what to do about it.
 
 from __future__ import annotations
 
-import time
-
-from .timefmt import minutes_text
-
-
-def _hhmm(t: float) -> str:
-    return time.strftime("%H:%M", time.localtime(t))
+from .timefmt import hhmm, minutes_text
 
 
 def _span(seconds: float) -> str:
@@ -28,7 +22,7 @@ def finished_text(machine: str, at: float, duration: float | None, usual: float 
                   estimate_end: float | None = None) -> str:
     """"Washer finished at 14:02 after 1 h 32 min (usual: 1 h 30)." ``estimate_end``: when
     it was expected to end (said half-way through), to say how far off that was."""
-    text = f"{_title(machine)} finished at {_hhmm(at)}"
+    text = f"{_title(machine)} finished at {hhmm(at)}"
     if duration is not None:
         text += f" after {_span(duration)}"
         if usual is not None:
@@ -37,37 +31,37 @@ def finished_text(machine: str, at: float, duration: float | None, usual: float 
     if estimate_end is not None:
         off = at - estimate_end
         if abs(off) < 90:
-            text += f" As expected ({_hhmm(estimate_end)})."
+            text += f" As expected ({hhmm(estimate_end)})."
         else:
-            text += (f" Expected at {_hhmm(estimate_end)}: {_span(abs(off))} "
+            text += (f" Expected at {hhmm(estimate_end)}: {_span(abs(off))} "
                      f"{'later' if off > 0 else 'sooner'}.")
     return text
 
 
 def beep_again_text(machine: str, at: float, finished_at: float | None) -> str:
     """A beep while the laundry waits: many machines repeat their end signal."""
-    since = f" (it finished at {_hhmm(finished_at)})" if finished_at is not None else ""
-    return f"{_title(machine)} beeped again at {_hhmm(at)}{since}."
+    since = f" (it finished at {hhmm(finished_at)})" if finished_at is not None else ""
+    return f"{_title(machine)} beeped again at {hhmm(at)}{since}."
 
 
 def started_text(machine: str, started: float, usual: float | None,
                  expected_end: float | None) -> str:
-    text = f"{_title(machine)} started at {_hhmm(started)}."
+    text = f"{_title(machine)} started at {hhmm(started)}."
     if expected_end is not None:
-        text += f" Usually done around {_hhmm(expected_end)}."
+        text += f" Usually done around {hhmm(expected_end)}."
     elif usual is not None:
         text += f" It usually takes {_span(usual)}."
     return text
 
 
 def resumed_text(machine: str, beep_at: float) -> str:
-    return (f"{_title(machine)} is still running: the beep at {_hhmm(beep_at)} was not its "
+    return (f"{_title(machine)} is still running: the beep at {hhmm(beep_at)} was not its "
             "end (it took up again at once). ❌ Not the beep under that alert teaches "
             "beepnet, if it was not a beep at all.")
 
 
 def stopped_text(machine: str, last_sound: float, ran: float) -> str:
-    return (f"{_title(machine)} went quiet at {_hhmm(last_sound)} after {_span(ran)}, without "
+    return (f"{_title(machine)} went quiet at {hhmm(last_sound)} after {_span(ran)}, without "
             "its end beep: paused, power cut, door open, or a beep I missed? /listen hears "
             "it now; 🧺 Emptied if you took the laundry out.")
 
@@ -83,19 +77,19 @@ def no_beep_yet_text(machine: str, elapsed: float, last_sound: float | None) -> 
     text = (f"No beep yet: the {machine} has been running for {_span(elapsed)} without its "
             "end beep")
     if last_sound is not None:
-        text += f"; last heard at {_hhmm(last_sound)}"
+        text += f"; last heard at {hhmm(last_sound)}"
     return text + "."
 
 
 def reminder_text(machine: str, finished_at: float, now: float, number: int,
                   of: int) -> str:
-    return (f"🧺 Still in the {machine}: it finished at {_hhmm(finished_at)}, "
+    return (f"🧺 Still in the {machine}: it finished at {hhmm(finished_at)}, "
             f"{_span(now - finished_at)} ago (reminder {number} of {of}). "
             "Press 🧺 Emptied or send /emptied once it is out.")
 
 
 def emptied_reply(machine: str, finished_at: float | None, now: float) -> str:
-    when = (f" (finished at {_hhmm(finished_at)}, {_span(now - finished_at)} ago)"
+    when = (f" (finished at {hhmm(finished_at)}, {_span(now - finished_at)} ago)"
             if finished_at is not None else "")
     return f"🧺 Noted: the {machine} is emptied{when}. No more reminders."
 
@@ -117,23 +111,23 @@ def status_line(machine: str, snap: dict, now: float) -> str:
             text += f" ({snap['phase']})"
         left, end = snap.get("remaining"), snap.get("expected_end")
         if left is not None and end is not None:
-            text += (f"; usually done in about {_span(left)} (around {_hhmm(end)})"
+            text += (f"; usually done in about {_span(left)} (around {hhmm(end)})"
                      if left >= 60 else "; usually done about now")
         elif snap.get("learning"):
             text += "; still learning how long its cycles take"
         return text + "."
     if state == "not_emptied" and snap.get("finished"):
-        text = f"{name}: finished at {_hhmm(snap['finished'])}, not emptied yet"
+        text = f"{name}: finished at {hhmm(snap['finished'])}, not emptied yet"
         if snap.get("reminders"):
             text += f" ({snap['reminders']} reminder(s) sent)"
         return text + "; /emptied once it is out."
     if state == "stopped_without_beep" and snap.get("last_sound"):
-        return (f"{name}: went quiet at {_hhmm(snap['last_sound'])} without its end beep; "
+        return (f"{name}: went quiet at {hhmm(snap['last_sound'])} without its end beep; "
                 "/emptied once it is out.")
     last = snap.get("last")
     if last and last.get("ended"):
         how = {"beeped": "finished", "stopped": "stopped without a beep"}.get(
             last.get("outcome"), "ended")
         dur = f" after {_span(last['duration'])}" if last.get("duration") else ""
-        return f"{name}: idle; last cycle {how} at {_hhmm(last['ended'])}{dur}."
+        return f"{name}: idle; last cycle {how} at {hhmm(last['ended'])}{dur}."
     return f"{name}: idle."

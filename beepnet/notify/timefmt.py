@@ -5,6 +5,16 @@ from __future__ import annotations
 import time
 
 
+def hhmm(t: float) -> str:
+    """Epoch seconds as local "14:02"."""
+    return time.strftime("%H:%M", time.localtime(t))
+
+
+def hms(t: float) -> str:
+    """Epoch seconds as local "14:02:11"."""
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
 def minutes_text(minutes: int) -> str:
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
