@@ -23,9 +23,9 @@ SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # headers, added by system-deps when missing, as is python3-venv); the tests record
 # from a PulseAudio null sink through ALSA's pulse plugin, check the unit
 # with systemd-analyze, drive `beepnet monitor` in tmux, and step the clock a daemon sees
-# with libfaketime (faketime).
+# with libfaketime (faketime), and run a real MQTT broker (mosquitto) for Home Assistant.
 RUN_DEBS  := portaudio19-dev
-TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils lame systemd tmux faketime
+TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils lame systemd tmux faketime mosquitto
 
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/beepnet-demo
 

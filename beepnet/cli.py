@@ -94,9 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("notify-test", help="send a test message and clip to the Telegram chat")
     _common(p)
 
-    p = sub.add_parser("doctor", help="check microphone, detector, LAME, Telegram, disk, service")
+    p = sub.add_parser("doctor", help="check microphone, detector, LAME, Telegram, the MQTT "
+                       "broker, other channels, the heartbeat URL, disk, service")
     _common(p)
     p.add_argument("--no-mic", action="store_true", help="skip the microphone check")
+    p.add_argument("--send-test", action="store_true",
+                   help="also send a test message through every channel (Telegram, each "
+                   "Apprise URL) and call the heartbeat URL once")
+
+    p = sub.add_parser("mqtt", help="Home Assistant over MQTT: this listener's device and "
+                       "topics, and a round trip through the broker")
+    _common(p)
+    p.add_argument("--remove", action="store_true",
+                   help="clear this listener's retained discovery and states from the broker, "
+                   "so Home Assistant forgets the device (stop the daemon first)")
 
     p = sub.add_parser("synth", help="generate labelled 3-s training clips (BeepNet)")
     _common(p)
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"beepnet: config error: {e}", file=sys.stderr)
         return EX_CONFIG
     logs.setup("debug" if args.verbose else cfg.log.level,
-               tuple(s for s in (cfg.telegram.token,) if s))
+               config.secrets(cfg))
     for warning in config.startup_warnings(cfg, args.command):
         log.warning("%s", warning)
     if cfg.origin.chosen is not None:
@@ -264,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s", describe(cfg.origin.chosen))
     try:
         return COMMANDS[args.command](cfg, args)
+    except ConfigError as e:  # found once the command looks closer (an Apprise URL ...)
+        print(f"beepnet: config error: {e}", file=sys.stderr)
+        return EX_CONFIG
     except KeyboardInterrupt:
         return 130
 
@@ -319,7 +333,7 @@ def _tell_owner_detector(cfg: Config, problem: str) -> None:
 
     # Warnings only: the caller prints the one line for the terminal; the delivery thread
     # may still log a failure, with the token hidden.
-    logs.setup("warning", tuple(s for s in (cfg.telegram.token,) if s))
+    logs.setup("warning", config.secrets(cfg))
     try:
         notifier = make_notifier(cfg)
         notifier.start()
@@ -527,8 +541,35 @@ def cmd_monitor(cfg: Config, args) -> int:
 def cmd_doctor(cfg: Config, args) -> int:
     from .doctor import run_checks
 
-    ok = run_checks(cfg, args.config or None, mic=not args.no_mic)
+    ok = run_checks(cfg, args.config or None, mic=not args.no_mic, send_test=args.send_test)
     return 0 if ok else 1
+
+
+def cmd_mqtt(cfg: Config, args) -> int:
+    from .mqtt.discovery import config_topics
+    from .mqtt.link import MqttError, MqttLink, remove
+
+    if not cfg.mqtt.enabled:
+        print("beepnet: config error: MQTT is off: set mqtt.host (README, Home Assistant)",
+              file=sys.stderr)
+        return EX_CONFIG
+    link = MqttLink.from_config(cfg, on_emptied=lambda: "", on_mute=lambda on: None)
+    if args.remove:
+        try:
+            cleared = remove(link)
+        except MqttError as e:
+            print(f"beepnet: {e}", file=sys.stderr)
+            return 1
+        print(f"cleared {len(cleared)} retained topic(s) of {link.device_id} at {link.where}: "
+              "Home Assistant removes the device")
+        return 0
+    t = link.topics
+    print(f"device      {link.device_id} (client id {link.client_id}) at {link.where}")
+    print(f"state       {t.root}/...  (availability {t.availability})")
+    print("discovery   " + "\n            ".join(config_topics(t)))
+    problem = link.check()
+    print(f"broker      {problem or 'publish/subscribe round trip ok'}")
+    return 1 if problem else 0
 
 
 def cmd_synth(cfg: Config, args) -> int:
@@ -679,7 +720,8 @@ COMMANDS = {"synth": cmd_synth, "train": cmd_train, "run": cmd_run,
             "notify-test": cmd_notify_test, "doctor": cmd_doctor, "detect": cmd_detect,
             "record": cmd_record, "config": cmd_config, "devices": cmd_devices,
             "monitor": cmd_monitor, "label": cmd_label, "evaluate": cmd_evaluate,
-            "model": cmd_model, "enroll": cmd_enroll, "history": cmd_history}
+            "model": cmd_model, "enroll": cmd_enroll, "history": cmd_history,
+            "mqtt": cmd_mqtt}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,8 +8,9 @@ Sources, later ones winning:
    system's ``/etc/beepnet/beepnet.toml`` (what the service installer writes). Only that one
    file is read: a user's file shadows /etc entirely, so what ``beepnet config`` prints is
    all there is (``beepnet config --example`` prints a commented one),
-3. the environment: ``BEEPNET_TELEGRAM_TOKEN`` and ``BEEPNET_TELEGRAM_CHAT_ID``, and the
-   systemd credential ``telegram-token`` (``$CREDENTIALS_DIRECTORY/telegram-token``),
+3. the environment (``ENV_OVERRIDES``: ``BEEPNET_TELEGRAM_TOKEN``, ``BEEPNET_TELEGRAM_CHAT_ID``,
+   ``BEEPNET_MQTT_PASSWORD`` ...), and the systemd credentials (``CREDENTIALS``:
+   ``$CREDENTIALS_DIRECTORY/telegram-token``, ``mqtt-password``, ``apprise-urls``),
 4. ``--set section.key=value`` on the command line (repeatable; never the token, which
    every user could read in ``ps``).
 
@@ -43,7 +44,17 @@ EX_CONFIG = 78
 ENV_OVERRIDES = {
     "BEEPNET_TELEGRAM_TOKEN": ("telegram", "token"),
     "BEEPNET_TELEGRAM_CHAT_ID": ("telegram", "chat_id"),
+    "BEEPNET_MQTT_PASSWORD": ("mqtt", "password"),
+    "BEEPNET_APPRISE_URLS": ("notify", "apprise_urls"),
+    "BEEPNET_HEARTBEAT_URL": ("notify", "heartbeat_url"),
 }
+
+CREDENTIALS = {
+    "telegram-token": ("telegram", "token"),
+    "mqtt-password": ("mqtt", "password"),
+    "apprise-urls": ("notify", "apprise_urls"),
+}
+"""systemd credentials (LoadCredential=) and the secret each one sets."""
 
 DEFAULT_API_URL = "https://api.telegram.org"
 EXAMPLE = Path(__file__).with_name("example.toml")
@@ -136,6 +147,52 @@ class NotifyConfig:
                                        "dropped (and the drop reported)", lo=0.01, hi=24 * 365.0)
     outbox_max_mb: float = _opt(50.0, "the outbox keeps at most this much; oldest dropped "
                                 "first", lo=0.1, hi=100000.0)
+    apprise_urls: str = _opt(
+        "", "more channels (ntfy, Pushover, Gotify, Discord, e-mail ...): Apprise URLs "
+        "separated by spaces or commas; they carry secrets, so better in "
+        "$BEEPNET_APPRISE_URLS, the credential apprise-urls, or apprise_file", secret=True)
+    apprise_file: str = _opt("", "a file of Apprise URLs, one per line ('#' comments); "
+                             "keep it readable by the service only")
+    quiet_hours: str = _opt("", "when finished messages and reminders wait, e.g. "
+                            "'22:00-07:00' (may cross midnight; empty: never)")
+    quiet_mode: str = _opt("hold", "during quiet hours: 'hold' messages until they end, or "
+                           "send them 'silent' (no sound on the phone)",
+                           choices=("hold", "silent"))
+    quiet_faults: str = _opt("silent", "faults (microphone lost, detector failed) during "
+                             "quiet hours: 'silent', 'normal', or 'hold' like the rest",
+                             choices=("silent", "normal", "hold"))
+    heartbeat_url: str = _opt(
+        "", "a URL called every heartbeat_minutes while listening works (healthchecks.io, "
+        "Uptime Kuma push, ntfy): when the calls stop, that service tells you. Better in "
+        "$BEEPNET_HEARTBEAT_URL", secret=True)
+    heartbeat_minutes: float = _opt(5.0, "how often the heartbeat_url is called", lo=0.05,
+                                    hi=24 * 60.0)
+    digest: str = _opt("", "a summary message: 'daily 09:00' or 'weekly mon 09:00' "
+                       "(empty: none)")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """Home Assistant over MQTT (`beepnet.mqtt`): off while ``host`` is empty."""
+
+    host: str = _opt("", "the MQTT broker's host name or address (empty: no MQTT)")
+    port: int = _opt(1883, "the broker's port (8883 is usual with tls)", lo=1, hi=65535)
+    username: str = _opt("", "user name at the broker (empty: none)")
+    password: str = _opt("", "password at the broker (better: $BEEPNET_MQTT_PASSWORD or "
+                         "the credential mqtt-password)", secret=True)
+    tls: bool = _opt(False, "connect with TLS (the system's CAs, or ca_file)")
+    ca_file: str = _opt("", "a CA certificate file for tls (empty: the system's)")
+    base_topic: str = _opt("beepnet", "beepnet's topics are <base_topic>/<device_id>/...")
+    discovery_prefix: str = _opt("homeassistant", "Home Assistant's discovery prefix")
+    device_id: str = _opt("", "this listener's id at the broker, unique per listener "
+                          "(empty: host name and appliance, e.g. 'garagepi_washer')")
+    appliance: str = _opt("", "the appliance this listener hears (empty: cycle.machine)")
+    level_seconds: float = _opt(60.0, "the sound level is published at most this often",
+                                lo=1.0, hi=3600.0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
 
 
 @dataclass(frozen=True)
@@ -288,6 +345,7 @@ class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     cycle: CycleConfig = field(default_factory=CycleConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
@@ -535,9 +593,10 @@ def load(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] 
     for var, (section, key) in ENV_OVERRIDES.items():
         if environ.get(var):
             _apply(raw, section, key, environ[var], from_text=True)
-    token = _credential(environ, "telegram-token")
-    if token:
-        _apply(raw, "telegram", "token", token, from_text=True)
+    for name, (section, key) in CREDENTIALS.items():
+        secret = _credential(environ, name)
+        if secret:
+            _apply(raw, section, key, secret, from_text=True)
     for assignment in overrides:
         section, key, value = parse_set(assignment)
         if f"{section}.{key}" in _RENAMED:
@@ -604,9 +663,11 @@ def _refuse_secret(section: str, key: str) -> None:
     if f is None or not f.metadata.get("secret"):
         return
     env = next((var for var, where in ENV_OVERRIDES.items() if where == (section, key)), "")
+    cred = next((n for n, where in CREDENTIALS.items() if where == (section, key)), "")
     raise ConfigError(f"--set {section}.{key} is refused: command-line arguments are "
-                      f"visible to every user (ps); set {env} in the environment, or use "
-                      "the systemd credential telegram-token (systemd/README.md)")
+                      f"visible to every user (ps); set {env} in the environment"
+                      + (f", or use the systemd credential {cred} (systemd/README.md)"
+                         if cred else ""))
 
 
 def _credential(environ: Mapping[str, str], name: str) -> str:
@@ -646,6 +707,14 @@ def _cross_check(cfg: Config) -> None:
     if len(cfg.notify.name) > 40 or not cfg.notify.name.isprintable():
         raise ConfigError(f"notify.name = {cfg.notify.name!r} is not allowed: expected a "
                           "short name on one line (at most 40 characters), e.g. \"garage\"")
+    _check_notify(cfg.notify)
+    if cfg.mqtt.enabled:
+        from .mqtt.discovery import TopicError, Topics
+
+        try:  # the device id itself is checked when it is made (host name and appliance)
+            Topics(cfg.mqtt.base_topic, cfg.mqtt.device_id or "id", cfg.mqtt.discovery_prefix)
+        except TopicError as e:
+            raise ConfigError(str(e)) from None
     if not re.match(r"^https?://[^/\s]+", t.api_url):
         raise ConfigError(f"telegram.api_url = {t.api_url!r} is not allowed: expected an "
                           "http:// or https:// URL")
@@ -655,6 +724,29 @@ def _cross_check(cfg: Config) -> None:
         raise ConfigError(f"telegram.api_url = {t.api_url!r} is not allowed: the bot token "
                           "travels in the URL, so use https:// (http:// only for this "
                           "machine: 127.0.0.0/8, ::1, localhost)")
+
+
+def _check_notify(n: NotifyConfig) -> None:
+    """Quiet hours, the digest's schedule and the heartbeat URL; each parser is imported
+    only when its key is set (urllib's, for the heartbeat, costs the daemon memory)."""
+    try:
+        if n.quiet_hours:
+            from .notify.quiet import parse_window
+
+            parse_window(n.quiet_hours)
+        if n.digest:
+            from .notify.digest import parse_schedule
+
+            parse_schedule(n.digest)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if n.heartbeat_url:
+        from .notify.heartbeat import check_url, describe_url
+
+        problem = check_url(n.heartbeat_url)
+        if problem:
+            raise ConfigError(f"notify.heartbeat_url = {describe_url(n.heartbeat_url)} is "
+                              f"not allowed: {problem}")
 
 
 def _is_loopback(url: str) -> bool:
@@ -669,6 +761,18 @@ def _is_loopback(url: str) -> bool:
     except ValueError:
         return False
     return address.is_loopback if address.version == 4 else address == ipaddress.ip_address("::1")
+
+
+def secrets(cfg: Config) -> tuple[str, ...]:
+    """Every secret in ``cfg``, for the logs' redaction: the secret keys' values, and each
+    Apprise URL on its own (a log line quotes one URL, not the whole list)."""
+    out = []
+    for name, cls in sections().items():
+        for key, f in _keys(cls).items():
+            if f.metadata.get("secret"):
+                value = getattr(getattr(cfg, name), key)
+                out += [value, *re.split(r"[\s,]+", value)] if value else []
+    return tuple(dict.fromkeys(v for v in out if len(v) >= 6))
 
 
 def mask(value: str) -> str:
@@ -732,7 +836,7 @@ def startup_warnings(cfg: Config, command: str) -> list[str]:
 
 def summary(cfg: Config) -> str:
     """One line of the settings that matter at start, secrets masked."""
-    t = cfg.telegram
+    t, n = cfg.telegram, cfg.notify
     return (f"config {describe(cfg)}; device={cfg.audio.device!r} chunk={cfg.audio.chunk_seconds}s "
             f"hop={cfg.audio.hop_seconds}s gate={cfg.audio.gate_dbfs}dBFS "
             f"detector={cfg.detector.kind}"
@@ -740,4 +844,9 @@ def summary(cfg: Config) -> str:
             + f" storage={cfg.storage.path} "
             f"chunks={cfg.storage.chunk_dir} telegram="
             + (f"chat {t.chat_id} token {mask(t.token)} via {t.api_url}" if t.enabled
-               else "off (console notifier)"))
+               else "off (console notifier)")
+            + (f" apprise={mask(n.apprise_urls)}" if n.apprise_urls else "")
+            + (f" apprise_file={n.apprise_file}" if n.apprise_file else "")
+            + (f" quiet_hours={n.quiet_hours} ({n.quiet_mode})" if n.quiet_hours else "")
+            + (f" heartbeat={mask(n.heartbeat_url)}" if n.heartbeat_url else "")
+            + (f" mqtt={cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.enabled else ""))

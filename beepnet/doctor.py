@@ -1,7 +1,9 @@
 """`beepnet doctor`: one line per check, and a fix for every failure.
 
 Checks what a new install (or a silent Pi) most often gets wrong: the microphone and its
-level, the detector, LAME, Telegram, free disk, and the service.
+level, the detector, LAME, Telegram, the MQTT broker, the other channels (Apprise), the
+heartbeat URL, free disk, and the service. ``--send-test`` also sends a test message through
+every channel and calls the heartbeat URL once.
 """
 
 from __future__ import annotations
@@ -159,6 +161,100 @@ def check_telegram(cfg: Config) -> Check:
     return asyncio.run(probe())
 
 
+def check_telegram_send(cfg: Config) -> Check:
+    """--send-test: a test message to the chat."""
+    t = cfg.telegram
+    if not t.enabled:
+        return Check("telegram test", None, "Telegram is not configured")
+
+    async def send() -> Check:
+        from telegram.error import TelegramError
+
+        from .notify.telegram import explain, make_bot
+
+        bot = make_bot(t.token, t.api_url, timeout=10.0)
+        try:
+            await bot.send_message(t.chat_id, _test_text(cfg))
+            return Check("telegram test", True, f"test message sent to chat {t.chat_id}")
+        except TelegramError as e:
+            return Check("telegram test", False,
+                         explain(e, t.chat_id, t.api_url, t.token).reason)
+        finally:
+            try:
+                await bot.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+
+    return asyncio.run(send())
+
+
+def _test_text(cfg: Config) -> str:
+    import socket
+
+    who = cfg.notify.name or socket.gethostname()
+    return f"beepnet test message from {who} (beepnet doctor --send-test)."
+
+
+def check_mqtt(cfg: Config) -> Check:
+    if not cfg.mqtt.enabled:
+        return Check("mqtt", None, "not configured (mqtt.host): no Home Assistant")
+    from .config import ConfigError
+    from .mqtt.link import MqttLink
+
+    try:
+        link = MqttLink.from_config(cfg, on_emptied=lambda: "", on_mute=lambda on: None)
+    except ConfigError as e:
+        return Check("mqtt", False, str(e), "fix the [mqtt] settings")
+    problem = link.check()
+    if problem:
+        return Check("mqtt", False, problem,
+                     "check mqtt.host/port/tls, mqtt.username and BEEPNET_MQTT_PASSWORD, and "
+                     "that the broker lets this user use its topics")
+    return Check("mqtt", True, f"{link.where}: publish/subscribe round trip as "
+                 f"{link.device_id}; Home Assistant discovers it under "
+                 f"{link.topics.discovery_prefix}/")
+
+
+def check_channels(cfg: Config, send_test: bool) -> list[Check]:
+    n = cfg.notify
+    if not (n.apprise_urls or n.apprise_file):
+        return [Check("channels", None, "no Apprise URLs (notify.apprise_urls): Telegram only")]
+    from .notify.apprise_channel import ChannelError, channels_from_config
+
+    try:
+        channels = channels_from_config(n)
+    except ValueError as e:
+        return [Check("channels", False, str(e), "fix notify.apprise_urls / apprise_file")]
+    if not send_test:
+        return [Check("channels", True, ", ".join(c.label for c in channels)
+                      + " (--send-test sends each a message)")]
+    out = []
+    for c in channels:
+        try:
+            c.send(_test_text(cfg), "beepnet test")
+            out.append(Check(f"channel {c.label}", True, "test message sent"))
+        except ChannelError as e:
+            out.append(Check(f"channel {c.label}", False, str(e),
+                             "check the URL (Apprise's wiki lists each service's form)"))
+    return out
+
+
+def check_heartbeat(cfg: Config, send_test: bool) -> Check:
+    n = cfg.notify
+    if not n.heartbeat_url:
+        return Check("heartbeat", None, "no heartbeat URL (notify.heartbeat_url)")
+    from .notify.heartbeat import Heartbeat
+
+    beat = Heartbeat(n.heartbeat_url, n.heartbeat_minutes, lambda: None, name=n.name)
+    if not send_test:
+        return Check("heartbeat", True, f"{beat.where} every {n.heartbeat_minutes:g} min while "
+                     "listening works (--send-test calls it once)")
+    if beat.beat_now():
+        return Check("heartbeat", True, f"{beat.where} answered")
+    return Check("heartbeat", False, f"{beat.where}: {beat.last_error}",
+                 "check notify.heartbeat_url / BEEPNET_HEARTBEAT_URL and the network")
+
+
 def check_disk(cfg: Config) -> Check:
     paths = [cfg.storage.path, cfg.storage.chunk_dir]
     worst: tuple[float, Path] | None = None
@@ -191,18 +287,28 @@ def check_service() -> Check:
 
 
 def run_checks(cfg: Config, config_path: str | None, mic: bool = True,
-               say: Callable[[str], None] = print) -> bool:
-    checks: list[Callable[[], Check]] = [lambda: check_config(cfg, config_path)]
+               say: Callable[[str], None] = print, send_test: bool = False) -> bool:
+    checks: list[Callable[[], Check | list[Check]]] = [lambda: check_config(cfg, config_path)]
     if mic:
         checks.append(lambda: check_microphone(cfg))
-    checks += [lambda: check_detector(cfg), check_lame, lambda: check_telegram(cfg),
-               lambda: check_disk(cfg), check_service]
+    checks += [lambda: check_detector(cfg), check_lame, lambda: check_telegram(cfg)]
+    if send_test:
+        checks.append(lambda: check_telegram_send(cfg))
+    checks += [lambda: check_mqtt(cfg), lambda: check_channels(cfg, send_test),
+               lambda: check_heartbeat(cfg, send_test), lambda: check_disk(cfg),
+               check_service]
     all_ok = True
     for make in checks:
-        c = make()
-        mark = {True: "ok  ", False: "FAIL", None: "skip"}[c.ok]
-        say(f"{mark} {c.name}: {c.detail}")
-        if c.fix and c.ok is not True:
-            say(f"     fix: {c.fix}")
-        all_ok &= c.ok is not False
+        found = make()
+        for c in found if isinstance(found, list) else [found]:
+            all_ok &= _say(c, say)
     return all_ok
+
+
+def _say(c: Check, say: Callable[[str], None]) -> bool:
+    """Print one check (and its fix when it did not pass); False when it failed."""
+    mark = {True: "ok  ", False: "FAIL", None: "skip"}[c.ok]
+    say(f"{mark} {c.name}: {c.detail}")
+    if c.fix and c.ok is not True:
+        say(f"     fix: {c.fix}")
+    return c.ok is not False

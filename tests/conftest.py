@@ -28,6 +28,22 @@ def vmic():
         yield mic
 
 
+@pytest.fixture
+def broker():
+    """A real Mosquitto on 127.0.0.1 with a login (`beepnet.testing.mosquitto`), the test's
+    own: stop, kill and restart it at will."""
+    from beepnet.testing import mosquitto
+
+    reason = mosquitto.available()
+    if reason:
+        # `make test` installs mosquitto; in CI a missing broker is a failure, not a skip.
+        if os.environ.get("CI"):
+            pytest.fail(f"MQTT broker unavailable: {reason}")
+        pytest.skip(reason)
+    with mosquitto.Mosquitto() as b:
+        yield b
+
+
 @pytest.fixture(scope="module")
 def worker():
     """One spawned process per test module (torch imported once there, never in pytest's own
@@ -46,6 +62,7 @@ def env(tmp_path) -> dict:
     e = {k: v for k, v in os.environ.items()
          if k not in ("STATE_DIRECTORY", "RUNTIME_DIRECTORY", "BEEPNET_CONFIG",
                       "BEEPNET_TELEGRAM_TOKEN", "BEEPNET_TELEGRAM_CHAT_ID", "TMUX",
+                      "BEEPNET_MQTT_PASSWORD", "BEEPNET_APPRISE_URLS", "BEEPNET_HEARTBEAT_URL",
                       "XDG_CONFIG_HOME", "XDG_DATA_HOME", "CREDENTIALS_DIRECTORY")}
     e["HOME"] = str(tmp_path / "home")
     os.makedirs(e["HOME"], exist_ok=True)

@@ -50,3 +50,52 @@ def test_failures_are_named_with_a_fix_and_exit_1(vmic, tg, tmp_path):
     assert "FAIL telegram: chat 4242 not found" in out
     assert out.count("     fix: ") >= 2
     assert "Traceback" not in r.stderr and DEFAULT_TOKEN.split(":")[1] not in out + r.stderr
+
+
+# -- issue 17: the broker, the other channels, the heartbeat ------------------------------
+
+
+def test_send_test_reaches_every_channel_the_broker_and_the_heartbeat(tg, broker, tmp_path,
+                                                                       env):
+    from beepnet.testing.httpsink import HttpSink
+
+    with HttpSink() as sink:
+        env = dict(env, BEEPNET_TELEGRAM_TOKEN=DEFAULT_TOKEN,
+                   BEEPNET_TELEGRAM_CHAT_ID=str(DEFAULT_CHAT_ID),
+                   BEEPNET_MQTT_PASSWORD=broker.password,
+                   BEEPNET_APPRISE_URLS=f"json://127.0.0.1:{sink.port}/hook "
+                                        f"json://127.0.0.1:{sink.port}/other",
+                   BEEPNET_HEARTBEAT_URL=f"{sink.url}/ping/6a1b-private")
+        r = doctor(env, "--no-mic", "--send-test", "--set", f"telegram.api_url={tg.url}",
+                   "--set", f"storage.dir={tmp_path}", "--set", f"mqtt.host={broker.host}",
+                   "--set", f"mqtt.port={broker.port}",
+                   "--set", f"mqtt.username={broker.username}")
+        out = r.stdout
+        assert "ok   telegram test: test message sent" in out, out + r.stderr
+        assert f"ok   mqtt: {broker.host}:{broker.port}: publish/subscribe round trip" in out
+        assert out.count("ok   channel JSON") == 2, out
+        assert "ok   heartbeat:" in out and "answered" in out
+        paths = sorted(rq.path for rq in sink.received())
+        assert paths == ["/hook", "/other", "/ping/6a1b-private"], paths
+        assert "test message" in sink.received(lambda rq: rq.path == "/hook")[0].json()["message"]
+        assert [m.method for m in tg.requests()][-1] == "sendMessage"
+        assert "6a1b-private" not in out + r.stderr and broker.password not in out + r.stderr
+        assert r.returncode == 0, out + r.stderr
+
+
+def test_a_broker_refusing_the_login_and_a_channel_down_fail_with_a_fix(broker, tmp_path, env):
+    from beepnet.testing.httpsink import HttpSink
+
+    with HttpSink() as sink:
+        sink.fail(5, 500)
+        env = dict(env, BEEPNET_MQTT_PASSWORD="wrong-password",
+                   BEEPNET_APPRISE_URLS=f"json://127.0.0.1:{sink.port}/hook")
+        r = doctor(env, "--no-mic", "--send-test", "--set", f"storage.dir={tmp_path}",
+                   "--set", f"mqtt.host={broker.host}", "--set", f"mqtt.port={broker.port}",
+                   "--set", f"mqtt.username={broker.username}")
+    out = r.stdout
+    assert r.returncode == 1
+    assert "FAIL mqtt:" in out and "refused the login" in out, out
+    assert "FAIL channel JSON" in out and "500" in out, out
+    assert out.count("fix:") >= 2
+    assert "wrong-password" not in out + r.stderr

@@ -21,20 +21,28 @@ real time, while:
   of its pattern's beeps that it holds.
 
 All daemons run at once, each with its own fake server: the default one (BeepNet on the
-numpy runtime) and, to compare, BeepNet on the torch runtime and the tone detector. That
-takes one minute of audio instead of three, and their load on each other (a few % of a core
-each) is far below the noise of a shared machine. Their memory is another matter: PSS splits
-the interpreter's and the libraries' pages among every process mapping them, so alongside
-the others a daemon's PSS reads lower than alone (15-20 MB for the default one). Hence,
-once the alerts are in, the other daemons are stopped and the first one (the default) is
-sampled alone for a few seconds: its PSS rows are what it pays by itself, after the
-workload. The comparison daemons' PSS rows are alongside figures, and say so. (Even alone,
-PSS shares with the benchmark's own Python process and anything else running, so a busy
-machine reads a few MB low; RSS and VmHWM do not depend on other processes.)
+numpy runtime) and, to compare, BeepNet on the torch runtime, the tone detector, and the
+default one with Home Assistant and every channel on (``CHANNELS``: MQTT to a real local
+Mosquitto with a login, an Apprise ``json://`` channel and a heartbeat URL every 3 s, both
+to a local HTTP sink; a paho client plays Home Assistant and counts the beep events). That
+takes one minute of audio instead of four, and their load on each other (a few % of a core
+each) is far below the noise of a shared machine. The channels daemon also says whether
+each alert reached all three of Telegram, Apprise (with its MP3) and Home Assistant.
+
+Their memory is another matter: PSS splits the interpreter's and the libraries' pages among
+every process mapping them, so alongside the others a daemon's PSS reads lower than alone
+(15-20 MB for the default one). Hence, once the alerts are in, the other daemons are stopped
+and the first one (the default) is sampled alone for a few seconds: its PSS rows are what it
+pays by itself, after the workload. The other daemons' PSS rows (the channels daemon's too)
+are alongside figures (until the first of them is stopped), and say so. (Even alone, PSS
+shares with the benchmark's own Python process and anything else running, so a busy machine
+reads a few MB low; RSS and VmHWM do not depend on other processes.)
 """
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import logging
 import math
 import os
@@ -44,6 +52,7 @@ import sys
 import threading
 import time
 import zlib
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -78,10 +87,23 @@ DAEMONS = {
     "beepnet-torch": ("BeepNet, torch runtime", ("detector.kind=beepnet",
                                                  "detector.runtime=torch")),
     "tone": ("tone detector", ("detector.kind=tone",)),
+    "beepnet-numpy-ha": ("default daemon with Home Assistant and every channel on "
+                         "(MQTT, Apprise, heartbeat)",
+                         ("detector.kind=beepnet", "detector.runtime=numpy")),
 }
 """Daemon name -> (how its rows name it, its ``--set`` detector settings). The first is the
 built-in default (tests/test_bench.py checks that against the config): its settings are
 spelled out all the same, so that its rows measure what they are labelled with."""
+CHANNELS = "beepnet-numpy-ha"
+"""The daemon that also talks to Home Assistant over MQTT, an Apprise channel and a
+heartbeat URL (`Channels`); the rest of its settings are the default daemon's."""
+DEVICE_ID = "benchpi_washer"
+"""Its ``mqtt.device_id``: its topics are beepnet/<DEVICE_ID>/..."""
+HEARTBEAT_MINUTES = 0.05
+"""Its heartbeat's period (3 s, the shortest allowed): far more calls than a real one."""
+EVERY_CHANNEL = Target(">=", 100.0)
+"""Share of the channels daemon's alerts that reached Telegram, the Apprise channel (with
+the same MP3) and Home Assistant (a beep event): all of them."""
 SEPARATION_S = 7.0
 """From the washer's start to a pattern, from a pattern's end to the next one, and from the
 last to the washer's end: so long that the windows hearing one sound (3 s each, 1.5 s
@@ -124,6 +146,8 @@ QUICK = LiveSettings(seconds=20.0, quiet_s=8.0, beeps=1, settle_s=4.0, tail_s=6.
 def measures(daemon: str) -> dict[str, tuple[str, Target | None]]:
     """The rows one daemon gives (skipped ones too): key -> (measure, target)."""
     name = DAEMONS[daemon][0]
+    channels = ({"channels": (f"alerts on every channel (Telegram, Apprise, MQTT), {name}",
+                              EVERY_CHANNEL)} if daemon == CHANNELS else {})
     return {"cpu": (f"daemon CPU, % of one core, washer running, no beep, {name}",
                     DAEMON_CPU_PERCENT),
             "pss": (f"daemon PSS, all processes, {name}", TOTAL_PSS_MB),
@@ -134,7 +158,8 @@ def measures(daemon: str) -> dict[str, tuple[str, Target | None]]:
             "median": (f"pattern end to alert request, median, {name}", LATENCY_MEDIAN_S),
             "p95": (f"pattern end to alert request, p95, {name}", LATENCY_P95_S),
             "clip": (f"share of the beep pattern in the alert's clip, lowest, {name}",
-                     CLIP_COVERAGE)}
+                     CLIP_COVERAGE),
+            **channels}
 
 
 Beeps = list[tuple[float, float]]
@@ -348,12 +373,115 @@ class PlaybackClock:
         self._proc.stdout.close()
 
 
+# ------------------------------------------------------------------ the other channels
+
+class Channels:
+    """What the channels daemon talks to besides its fake Bot API server: a real Mosquitto
+    (with a login) for Home Assistant, with a paho client subscribed to the daemon's topics
+    in Home Assistant's place, and one local HTTP sink for both the Apprise ``json://``
+    channel (its posts carry the alert's MP3 in base64) and the heartbeat URL. Entered on
+    ``stack``, which stops them all, whatever happens."""
+
+    def __init__(self, stack: ExitStack):
+        from ..testing.httpsink import HttpSink
+        from ..testing.mosquitto import Mosquitto, Peer
+
+        self.broker = stack.enter_context(Mosquitto())
+        self.sink = stack.enter_context(HttpSink())
+        self.ha = stack.enter_context(Peer(self.broker))
+        self.ha.subscribe(f"beepnet/{DEVICE_ID}/#")
+        # The sink stamps requests with time.time(); alerts are placed on time.monotonic().
+        self._wall_minus_mono = time.time() - time.monotonic()
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """None when the channels daemon can run here, else why not."""
+        from ..testing import mosquitto
+
+        reason = mosquitto.available()
+        if reason:
+            return reason
+        if importlib.util.find_spec("apprise") is None:
+            return "Apprise is not installed (pip install apprise)"
+        return None
+
+    def env(self) -> dict[str, str]:
+        """The daemon's secrets, in the environment as a user sets them."""
+        return {"BEEPNET_MQTT_PASSWORD": self.broker.password,
+                "BEEPNET_APPRISE_URLS": f"json://127.0.0.1:{self.sink.port}/hook",
+                "BEEPNET_HEARTBEAT_URL": f"{self.sink.url}/ping/x"}
+
+    def settings(self) -> tuple[str, ...]:
+        return (f"mqtt.host={self.broker.host}", f"mqtt.port={self.broker.port}",
+                f"mqtt.username={self.broker.username}", f"mqtt.device_id={DEVICE_ID}",
+                f"notify.heartbeat_minutes={HEARTBEAT_MINUTES}")
+
+    def online(self) -> bool:
+        """The daemon told Home Assistant it is online (its link to the broker is up)."""
+        last = self.ha.last(f"beepnet/{DEVICE_ID}/status")
+        return last is not None and last.payload == "online"
+
+    def beeps(self) -> list[float]:
+        """When each beep event reached Home Assistant (time.monotonic())."""
+        return [m.at for m in self.ha.received(lambda m: m.topic == f"beepnet/{DEVICE_ID}/beep")]
+
+    def posts(self) -> list[tuple[float, list[bytes]]]:
+        """Each Apprise post answered 2xx: when it arrived (time.monotonic()) and its
+        attachments' contents (an alert's MP3; none for the other messages)."""
+        out = []
+        for r in self.sink.received(lambda r: r.path == "/hook" and r.status < 400):
+            try:
+                files = [base64.b64decode(a.get("base64") or "")
+                         for a in r.json().get("attachments") or ()]
+            except (ValueError, AttributeError, TypeError):
+                files = []
+            out.append((r.at - self._wall_minus_mono, files))
+        return out
+
+    def pings(self) -> list[float]:
+        """When each heartbeat call arrived (time.monotonic())."""
+        return [r.at - self._wall_minus_mono
+                for r in self.sink.received(lambda r: r.path.startswith("/ping/"))]
+
+
+def channel_check(spans: list[tuple[float, float]], mp3s: list[bytes | None],
+                  posts: list[tuple[float, list[bytes]]], beeps: list[float]) -> dict:
+    """Which channels each pattern's alert reached. ``spans``: (start, end) of each pattern;
+    ``mp3s``: the MP3 its Telegram alert carried (b"" for an alert without one, None for
+    no alert); ``posts``: the Apprise posts (time, attachments); ``beeps``: the MQTT beep
+    events' times. A pattern's alert is whatever arrived from its start to the next one's
+    (as in `latencies`). Apprise counts when a post there carries the very MP3 Telegram got
+    (not just any attachment); Home Assistant, when a beep event arrived there."""
+    with_clip = [(t, files) for t, files in posts if files]
+    per = []
+    for k, (start, _end) in enumerate(spans):
+        until = spans[k + 1][0] if k + 1 < len(spans) else math.inf
+        mp3 = mp3s[k]
+        clips = [f for t, files in with_clip if start <= t < until for f in files]
+        per.append({"telegram": mp3 is not None,
+                    "apprise": bool(mp3) and mp3 in clips,
+                    "apprise_any_clip": bool(clips),
+                    "mqtt": any(start <= t < until for t in beeps)})
+    first = spans[0][0] if spans else math.inf
+    return {"patterns": per,
+            "alerted": sum(p["telegram"] or p["apprise_any_clip"] or p["mqtt"] for p in per),
+            "every_channel": sum(p["telegram"] and p["apprise"] and p["mqtt"] for p in per),
+            "telegram": sum(p["telegram"] for p in per),
+            "apprise": sum(p["apprise"] for p in per),
+            "mqtt": sum(p["mqtt"] for p in per),
+            # before the first pattern: false alerts on the washer alone
+            "apprise_clips_before": sum(t < first for t, _ in with_clip),
+            "mqtt_before": sum(t < first for t in beeps)}
+
+
 # ------------------------------------------------------------------------ the daemon
 
 class Daemon:
     """One `beepnet run` with its own fake Bot API server and storage directory."""
 
-    def __init__(self, detector: str, work: Path, mic_env: dict[str, str]):
+    def __init__(self, detector: str, work: Path, mic_env: dict[str, str],
+                 channels: Channels | None = None):
+        """``channels``: what the CHANNELS daemon talks to (None for the others)."""
         from ..testing.fake_telegram import FakeTelegram
 
         self.detector = detector
@@ -363,15 +491,21 @@ class Daemon:
         self.dir = work / f"live-{detector}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / "daemon.log"
-        env = dict(mic_env, BEEPNET_TELEGRAM_TOKEN=self.token,
-                   BEEPNET_TELEGRAM_CHAT_ID=str(CHAT_ID))
-        env.pop("BEEPNET_CONFIG", None)  # the built-in defaults, as a new user has them
+        # The built-in defaults, as a new user has them: no BEEPNET_CONFIG, and none of the
+        # secrets that turn channels on (BEEPNET_APPRISE_URLS ...) from this shell.
+        env = {k: v for k, v in mic_env.items() if not k.startswith("BEEPNET_")}
+        env.update(BEEPNET_TELEGRAM_TOKEN=self.token, BEEPNET_TELEGRAM_CHAT_ID=str(CHAT_ID))
+        settings = DAEMONS[detector][1]
+        if channels is not None:
+            env.update(channels.env())
+            settings = (*settings, *channels.settings())
+        self.channels = channels
         with open(self.log_path, "w") as logf:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "beepnet", "run",
                  "--set", f"storage.dir={self.dir / 'state'}",
                  "--set", f"telegram.api_url={self.tg.url}",
-                 *[arg for setting in DAEMONS[detector][1] for arg in ("--set", setting)],
+                 *[arg for setting in settings for arg in ("--set", setting)],
                  # Every beep of the minute should alert: without this only the first would.
                  "--set", "notify.cooldown_minutes=0"],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env)
@@ -450,15 +584,52 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
         return [r for d in settings.detectors
                 for r in skipped_rows(SECTION, list(measures(d).values()), reason)], \
             {"skipped": reason}
+    details: dict = {"settings": asdict(settings)}
+    rows: dict[str, list[Row]] = {}
+    running = list(settings.detectors)
+    with ExitStack() as stack:  # the broker, the sink and Home Assistant's client, at the end
+        channels = None
+        if CHANNELS in running:
+            why = Channels.unavailable()
+            if why is None:
+                try:
+                    channels = Channels(stack)
+                except (OSError, RuntimeError, AssertionError) as e:  # MosquittoError too
+                    why = f"the MQTT broker or the HTTP sink did not start: {e}"[:300]
+            if why:
+                log.warning("live: %s skipped: %s", CHANNELS, why)
+                rows[CHANNELS] = skipped_rows(SECTION, list(measures(CHANNELS).values()), why)
+                details[CHANNELS] = {"skipped": why}
+                running.remove(CHANNELS)
+        if running:
+            rows.update(_run_daemons(settings, running, channels, work, details))
+    return [r for d in settings.detectors for r in rows.get(d, [])], details
+
+
+def _run_daemons(settings: LiveSettings, detectors: list[str], channels: Channels | None,
+                 work: Path, details: dict) -> dict[str, list[Row]]:
+    """The daemons named ``detectors`` at once, the first one alone at the end: their rows
+    by name; ``details`` gets theirs. ``channels``: what the CHANNELS daemon talks to."""
+    from ..testing import vmic
+
     audio, patterns, washer_at = signal_with_beeps(settings)
-    details: dict = {"settings": asdict(settings), "patterns": patterns}
+    details["patterns"] = patterns
     daemons: list[Daemon] = []
     with vmic.VirtualMic(rate=48000) as mic:
         try:
-            for det in settings.detectors:
-                daemons.append(Daemon(det, work, mic.env))
+            for det in detectors:
+                daemons.append(Daemon(det, work, mic.env,
+                                      channels if det == CHANNELS else None))
             for d in daemons:
                 d.wait_ready(60)
+            if channels is not None:
+                # Its link to the broker is up before the washer starts (a beep event
+                # queued while it connects would arrive late; it should not have to).
+                deadline = time.monotonic() + 20.0
+                while not channels.online() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                details.setdefault(CHANNELS, {})["mqtt_online_before_playback"] = \
+                    channels.online()
             samplers = {d.detector: Sampler(d.pids).start() for d in daemons}
             clock = PlaybackClock(mic)
             try:
@@ -471,8 +642,11 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
                 mic.play(audio, rate=SR)  # returns once the tail has played too
                 want = len(patterns)
                 deadline = time.monotonic() + 3.0  # the tail's grace, if it was not enough
-                while time.monotonic() < deadline and any(
-                        len(d.tg.requests("sendAudio")) < want for d in daemons):
+                while time.monotonic() < deadline and (
+                        any(len(d.tg.requests("sendAudio")) < want for d in daemons)
+                        or (channels is not None and (
+                            len(channels.beeps()) < want
+                            or sum(bool(f) for _, f in channels.posts()) < want))):
                     time.sleep(0.2)
                 onset = clock.onset_time()
             finally:
@@ -480,6 +654,7 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
             # The first daemon alone, for PSS that is not split with the other daemons.
             solo, others = daemons[0], daemons[1:]
             peaks: dict[str, dict[str, float]] = {}
+            t_stopping = time.monotonic()
             for d in others:
                 samplers[d.detector].stop()
                 peaks[d.detector] = d.peak_rss_mb()
@@ -499,9 +674,16 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
     first = int(np.flatnonzero(np.abs(audio) >= ONSET_LEVEL)[0])
     t0 = onset - first / SR
     details["playback_start_delay_s"] = t0 - t_play
-    _, solo_alongside = samplers[solo.detector].memory_mb("pss", end=t_alone)
+    # When the other daemons were being stopped, and from when the first one ran alone,
+    # for the PSS series below (seconds into the played signal).
+    details["others_stopping_at_s"] = t_stopping - t0
+    details["alone_at_s"] = t_alone - t0
+    # Alongside: until the first of the others was stopped (later samples read more, as
+    # each daemon that stops leaves its shared pages to those still running).
+    _, solo_alongside = samplers[solo.detector].memory_mb("pss", end=t_stopping)
     _, solo_alone = samplers[solo.detector].memory_mb("pss", start=t_alone)
-    rows: list[Row] = []
+    spans = [(t0 + p[0][0], t0 + p[-1][1]) for p in patterns]
+    out: dict[str, list[Row]] = {}
     for d in daemons:
         # Steady part: from settle_s after the washer starts until the first pattern's
         # stretch; then the patterns' stretch, for the details.
@@ -510,27 +692,32 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
         cpu = sampler.cpu_percent(t0 + washer_at + settings.settle_s, beeps_at)
         cpu_beeps = sampler.cpu_percent(beeps_at, beeps_at + settings.seconds)
         peak = peaks[d.detector]
-        pss, pss_total = sampler.memory_mb("pss")
+        pss, pss_total = sampler.memory_mb("pss", end=math.inf if d is solo else t_stopping)
         rss, rss_total = sampler.memory_mb("rss")
         sent = d.tg.requests("sendAudio")
         reqs = [r.time for r in sent]
-        lat, which, false = latencies([(t0 + p[0][0], t0 + p[-1][1]) for p in patterns], reqs)
+        lat, which, false = latencies(spans, reqs)
         shares = [clip_share(sent[i].files["audio"][2], audio, p) if "audio" in sent[i].files
                   else 0.0 for p, i in zip(patterns, which) if i is not None]
         shares = [0.0 if x is None else x for x in shares]
-        details[d.detector] = {"cpu_percent": cpu, "cpu_percent_beep_patterns": cpu_beeps,
-                               "peak_rss_mb": peak,
-                               "max_sampled_rss_mb": rss, "max_sampled_rss_total_mb": rss_total,
-                               "max_pss_mb": pss, "max_pss_total_mb": pss_total,
-                               # the first daemon's PSS alongside the others and alone
-                               **({"max_pss_total_alongside_mb": solo_alongside,
-                                   "max_pss_total_alone_mb": solo_alone}
-                                  if d is solo and others else {}),
-                               "latencies_s": lat, "false_alerts": false,
-                               "clip_shares": shares,
-                               # seconds into the played signal, to compare with "beeps"
-                               "alerts_at_s": [round(t - t0, 3) for t in reqs],
-                               "alerts": len(reqs), "pids": d.pids}
+        details.setdefault(d.detector, {}).update({
+            "cpu_percent": cpu, "cpu_percent_beep_patterns": cpu_beeps,
+            "peak_rss_mb": peak,
+            "max_sampled_rss_mb": rss, "max_sampled_rss_total_mb": rss_total,
+            "max_pss_mb": pss, "max_pss_total_mb": pss_total,
+            # the first daemon's PSS alongside the others and alone
+            **({"max_pss_total_alongside_mb": solo_alongside,
+                "max_pss_total_alone_mb": solo_alone}
+               if d is solo and others else {}),
+            "latencies_s": lat, "false_alerts": false,
+            "clip_shares": shares,
+            # seconds into the played signal, to compare with "beeps"
+            "alerts_at_s": [round(t - t0, 3) for t in reqs],
+            "alerts": len(reqs), "pids": d.pids,
+            # the sum of every process's PSS, each second (samples that read them all)
+            "pss_total_mb_series": [[round(x.t - t0, 1), round(sum(x.pss_kb.values()) / 1024, 1)]
+                                    for x in sampler.samples
+                                    if len(x.pss_kb) == len(sampler.pids)]})
         per = ", ".join(f"{k} {v:.1f}%" for k, v in cpu.items())
         if cpu_beeps:
             per += (f"; {sum(cpu_beeps.values()):.1f}% over the {len(patterns)} beep patterns "
@@ -547,7 +734,7 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
             where = (f"alongside the other daemons, which lowers it: {solo.detector} read "
                      f"{solo_alongside:.0f} alongside, {solo_alone:.0f} alone")
         m = measures(d.detector)
-        rows += [
+        out[d.detector] = [
             Row(SECTION, m["cpu"][0], sum(cpu.values()) if cpu else None, "%", m["cpu"][1],
                 fmt=".1f", note=per),
             Row(SECTION, m["pss"][0], pss_total, "MB", m["pss"][1], fmt=".0f",
@@ -568,7 +755,40 @@ def run(settings: LiveSettings, work: Path) -> tuple[list[Row], dict]:
                 fmt=".2f", note=(f"mean {np.mean(shares):.2f} over {len(shares)} alerts; "
                                  "MP3 decoded, placed by cross-correlation" if shares else "")),
         ]
-    return rows, details
+        if d.channels is not None:
+            out[d.detector].append(_channel_row(d, m["channels"], spans, which, sent, t0,
+                                                details[d.detector]))
+    return out
+
+
+def _channel_row(d: Daemon, measure: tuple[str, Target | None],
+                 spans: list[tuple[float, float]], which: list[int | None], sent: list,
+                 t0: float, detail: dict) -> Row:
+    """The channels daemon's check: each alert reached Telegram, the Apprise channel (the
+    same MP3) and Home Assistant (a beep event); the heartbeat's calls in the note."""
+    ch = d.channels
+    mp3s = [None if i is None else sent[i].files.get("audio", (None, None, b""))[2]
+            for i in which]
+    check = channel_check(spans, mp3s, ch.posts(), ch.beeps())
+    pings = ch.pings()
+    gaps = np.diff(pings)
+    detail.update({"channels": check,
+                   "mqtt_beep_events_at_s": [round(t - t0, 3) for t in ch.beeps()],
+                   "apprise_posts_at_s": [[round(t - t0, 3), len(f)] for t, f in ch.posts()],
+                   "heartbeat_calls": len(pings),
+                   "heartbeat_interval_s": [round(float(g), 2) for g in gaps]})
+    n = check["alerted"]
+    before = check["apprise_clips_before"] + check["mqtt_before"]
+    note = (f"{check['every_channel']} of {n} alerts on all three: Telegram "
+            f"{check['telegram']}, Apprise {check['apprise']} with Telegram's MP3, MQTT beep "
+            f"events {check['mqtt']}"
+            + (f"; {before} Apprise clips or beep events before the first pattern"
+               if before else "")
+            + (f"; heartbeat called {len(pings)} times, every {np.median(gaps):.1f} s "
+               f"(median; {HEARTBEAT_MINUTES * 60:g} s set)" if len(gaps)
+               else f"; heartbeat called {len(pings)} times"))
+    return Row(SECTION, measure[0], 100.0 * check["every_channel"] / n if n else None, "%",
+               measure[1], fmt=".0f", note=note)
 
 
 def _mb(per: dict[str, float]) -> str:

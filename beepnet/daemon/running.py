@@ -39,9 +39,12 @@ class Found:
 
 def make_notifier(cfg, receive: bool = False):
     """The notifier, with exactly the settings it needs. ``receive``: also answer commands
-    and button presses (a `beepnet run` daemon; not a one-off message before exiting)."""
+    and button presses (a `beepnet run` daemon; not a one-off message before exiting).
+    A bad Apprise URL or file raises ConfigError (one line, secrets masked)."""
+    from ..config import ConfigError
     from ..notify.commands import BotSettings
     from ..notify.notifier import Notifier
+    from ..notify.quiet import QuietHours, parse_window
 
     n, t, s = cfg.notify, cfg.telegram, cfg.storage
     bot = None
@@ -50,11 +53,23 @@ def make_notifier(cfg, receive: bool = False):
                           alert_dir=s.alert_dir, status_file=status_path(cfg),
                           storage_dir=s.path, name=n.name, config_path=cfg.origin.path,
                           allowed_user_ids=t.allowed_users)
+    channels = []
+    if n.apprise_urls or n.apprise_file:
+        from ..notify.apprise_channel import channels_from_config
+
+        try:
+            channels = channels_from_config(n)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    window = parse_window(n.quiet_hours)
     return Notifier(s.alert_dir, s.outbox_dir, cooldown_minutes=n.cooldown_minutes,
                     telegram=t if t.enabled else None,
                     outbox_max_age_hours=n.outbox_max_age_hours, outbox_max_mb=n.outbox_max_mb,
                     retry_initial_seconds=n.retry_initial_seconds,
-                    retry_max_seconds=n.retry_max_seconds, bot=bot)
+                    retry_max_seconds=n.retry_max_seconds, bot=bot, channels=channels,
+                    quiet=QuietHours(window, n.quiet_mode, n.quiet_faults) if window else None,
+                    # Home Assistant's mute switch and /mute share one mute.
+                    mute_dir=s.path / "telegram" if receive and cfg.mqtt.enabled else None)
 
 
 def is_beepnet_run(pid: int) -> bool:

@@ -73,6 +73,8 @@ class StatusPublisher:
         self.timeline: deque[list] = deque(maxlen=TIMELINE_SECONDS)
         self.cycle: dict = {}
         """Where the machine's cycle is (`beepnet.daemon.cycleflow.CycleFlow.snapshot`)."""
+        self.outlets: dict = {}
+        """Home Assistant's connection and the heartbeat (`beepnet.daemon.outlets`)."""
         self._next = 0.0
         self._failed = False
 
@@ -129,7 +131,7 @@ class StatusPublisher:
                    scored=self.scored, detections=self._detections(),
                    timeline=[[s, round(lv, 1), None if sc is None else round(sc, 3)]
                              for s, lv, sc in self.timeline],
-                   stats=stats, cycle=self.cycle)
+                   stats=stats, cycle=self.cycle, outlets=self.outlets)
         try:
             write_atomic(self.path, json.dumps(doc, separators=(",", ":")).encode())
             self._failed = False

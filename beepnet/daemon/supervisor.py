@@ -29,13 +29,14 @@ from dataclasses import dataclass, replace
 
 from ..audio import SAMPLE_RATE
 from ..fsutil import remove_quietly
-from ..config import Config, ConfigError, DetectorConfig
+from ..config import Config, ConfigError, DetectorConfig, secrets
 from ..messages import (BeepStarted, Chunk, Detection, DetectorFailed, DetectorReady, Heartbeat,
                         ListenClip, ListenRequest, Scored, SetHop, SourceEnded, SourceFailed,
                         Started)
 from ..model.preflight import in_use_path
 from ..notify.report import start_text
 from .cycleflow import CycleClock, CycleFlow, open_history
+from .outlets import Outlets
 from .lastsound import LastSound
 from .child import EXIT_DETECTOR, EXIT_DETECTOR_RETRY, run_classifier, run_recorder
 from .reload import changed_keys, describe_model, model_identity, restart_only_sections
@@ -155,7 +156,7 @@ class Supervisor:
         _start_resource_tracker()  # before the first Event or Queue starts it
         self.chunk_dir = cfg.storage.chunk_dir
         self.alert_dir = cfg.storage.alert_dir
-        self.secrets = tuple(s for s in (cfg.telegram.token,) if s)
+        self.secrets = secrets(cfg)
         self.stats = Stats()
         self.pending: deque[Chunk] = deque()
         self.in_flight: deque[Chunk] = deque()
@@ -190,6 +191,9 @@ class Supervisor:
                               last_sound=LastSound(cfg.storage.recent_dir,
                                                    self.chunk_dir.parent / "last-sound")
                               if cfg.storage.recent_minutes > 0 else None)
+        # Home Assistant, the heartbeat URL, the digest: told what the daemon knows.
+        self.outlets = Outlets(cfg, notifier, emptied=self.emptied,
+                               history=self.flow.history)
         self.systemd = SystemdNotifier()
         self._handed_at: dict[str, float] = {}  # chunk path -> when the classifier got it
         self._write_errors = self._chunks_written = 0
@@ -230,6 +234,7 @@ class Supervisor:
         else:
             old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         try:
+            self.outlets.start()
             self._start_classifier()
             self._start_recorder()
             while self._signal is None and not self._finished():
@@ -320,7 +325,9 @@ class Supervisor:
         self.systemd.watchdog(self.healthy())
         if time.monotonic() >= self._next_prune:
             self.prune()
+        self.outlets.step(self.flow.snapshot, self.unhealthy(), self.cfg.storage.path)
         self.status.cycle = self.flow.snapshot
+        self.status.outlets = self.outlets.status()
         self.status.publish(self.status_stats())
 
     def _oldest_unscored(self) -> Chunk | None:
@@ -353,6 +360,23 @@ class Supervisor:
         up. Only then does systemd's watchdog get its ping."""
         now = time.monotonic()
         return self._recorder_ok(now) and self._classifier_ok(now)
+
+    def unhealthy(self) -> str | None:
+        """Why beeps would be missed now, or None: the heartbeat URL is called only then.
+        Stricter than ``healthy`` (systemd's watchdog): a lost microphone or a full disk
+        needs no restart, but nothing is being heard."""
+        now = time.monotonic()
+        if not self._announced:
+            return "not listening yet"
+        if self._mic_lost:
+            return "the microphone is lost"
+        if not self._recorder_ok(now):
+            return "no audio from the recorder"
+        if not self._classifier_ok(now):
+            return "the detector is not keeping up"
+        if self._disk_trouble:
+            return "audio chunks cannot be written (disk full?)"
+        return None
 
     def _recorder_ok(self, now: float) -> bool:
         if not self.recorder.alive():
@@ -424,6 +448,7 @@ class Supervisor:
         elif isinstance(msg, Heartbeat):
             self.last_heartbeat = time.monotonic()
             self.flow.level(msg.samples, self.last_heartbeat, msg.level_dbfs)
+            self.outlets.level(msg.level_dbfs)
             self.status.on_heartbeat(msg.level_dbfs)
             self.stats.samples = msg.samples
             self._check_disk(msg)
@@ -438,6 +463,7 @@ class Supervisor:
             if self._mic_lost:
                 self._mic_lost = False
                 self.notifier.message("mic", f"microphone back: {msg.device}")
+                self.outlets.note("microphone back")
             if self._started is None:
                 if not self._detector:
                     self.systemd.status(f"capturing from {msg.device}; loading the detector")
@@ -481,6 +507,7 @@ class Supervisor:
             self._mic_lost = True
             what = "microphone lost" if self._started else "cannot open the microphone"
             self.notifier.message("mic", f"{what}: {msg.reason}; retrying")
+            self.outlets.note(what)
         else:
             log.debug("input still unavailable: %s", msg.reason)
 
@@ -554,6 +581,7 @@ class Supervisor:
         """A beep pattern has ended: what happens when the machine finishes."""
         self.stats.detections += 1
         alerted = self.flow.alert(msg)
+        self.outlets.beep(msg, alerted)
         self.status.on_detection(msg.time, msg.score, alerted, msg.clip_path,
                                  self.notifier.delivery_of(msg) if alerted else None)
         self._next_prune = 0.0  # a new clip: check the limits now
@@ -687,6 +715,7 @@ class Supervisor:
     def answered(self, alert: str, label: str) -> None:
         """The owner's ✅/❌ on an alert (any thread): the history keeps it with its cycle."""
         self.flow.answered(alert, label)
+        self.outlets.answered()
 
     def save_recent(self, dest) -> int:
         """`/missed`: copy the last minutes of non-silent chunks into ``dest``; how many
@@ -873,6 +902,8 @@ class Supervisor:
         if self._signal is not None:
             self.notifier.message("stop", "stopped listening")
         self.status.publish(self.status_stats(), state="stopped", force=True)
+        self.outlets.step(self.flow.snapshot, "stopped", self.cfg.storage.path)
+        self.outlets.close()
 
     def _join(self, c: _Child, drain, timeout: float) -> None:
         if c.proc is None:

@@ -35,6 +35,7 @@ from .commands import BotSettings
 from .mp3 import clip_to_mp3
 from .mute import Mute
 from .outbox import Clock, Item, Outbox
+from .quiet import HOLD, SILENT, QuietHours, delay_note, held
 from .timefmt import minutes_text, span_text
 
 log = logging.getLogger(__name__)
@@ -87,25 +88,44 @@ class Notifier:
     def __init__(self, alert_dir: Path, outbox_dir: Path, *, cooldown_minutes: float,
                  telegram=None, outbox_max_age_hours: float = 48.0, outbox_max_mb: float = 50.0,
                  retry_initial_seconds: float = 1.0, retry_max_seconds: float = 300.0,
-                 clock: Clock | None = None, bot: BotSettings | None = None):
+                 clock: Clock | None = None, bot: BotSettings | None = None,
+                 channels: list | None = None, quiet: QuietHours | None = None,
+                 mute_dir: Path | None = None):
         """``telegram`` is the TelegramConfig when Telegram is configured, else None;
-        ``bot``: receive commands and button presses too (only with ``telegram``)."""
+        ``bot``: receive commands and button presses too (only with ``telegram``);
+        ``channels``: more channels (`beepnet.notify.apprise_channel.AppriseChannel`), each
+        delivered in its own thread from the same outbox; ``quiet``: quiet hours;
+        ``mute_dir``: keep a mute (/mute, Home Assistant's switch) there (default: the
+        bot's state folder, when there is a bot)."""
         self.alert_dir = Path(alert_dir)
         self.cooldown = cooldown_minutes * 60.0
         self.telegram = telegram
+        self.quiet = quiet
         self.alerts: list[dict] = []
         self.suppressed = 0
         self._last_alert: tuple[float, float] | None = None
         """(det.time, det.mono) of the last alert, for the cooldown."""
         self._tracked: OrderedDict[float, AlertState] = OrderedDict()
         self._disk_error: str | None = None
+        channels = list(channels or ())
         self.outbox = (Outbox(outbox_dir, outbox_max_age_hours, outbox_max_mb, clock)
-                       if telegram is not None else None)
+                       if telegram is not None or channels else None)
         self._delivery = (_Delivery(self.outbox, telegram, retry_initial_seconds,
                                     retry_max_seconds) if telegram is not None else None)
+        self._deliveries: list = [self._delivery] if self._delivery is not None else []
+        if channels:
+            from .appriseworker import AppriseDelivery
+
+            self._deliveries += [AppriseDelivery(c, self.outbox, retry_initial_seconds,
+                                                 retry_max_seconds) for c in channels]
+        if self.outbox is not None:
+            self.outbox.channels = tuple(d.channel_id for d in self._deliveries)
+            # The first channel tracks alerts for the monitor and expires old items.
+            self._deliveries[0].lead = True
         self.mute: Mute | None = None
+        if mute_dir is not None or (telegram is not None and bot is not None):
+            self.mute = Mute(mute_dir or bot.state_dir)
         if telegram is not None and bot is not None:
-            self.mute = Mute(bot.state_dir)
             self._delivery.poller = self._make_poller(bot)
 
     def _make_poller(self, bot: BotSettings):
@@ -124,12 +144,13 @@ class Notifier:
     # -- what the supervisor calls -------------------------------------------------------
 
     def start(self) -> None:
-        if self._delivery is not None:
+        if self._deliveries:
             pending = len(self.outbox.pending())
             if pending:
                 log.info("%d message(s) left in the outbox from before; sending them first",
                          pending)
-            self._delivery.start()
+            for d in self._deliveries:
+                d.start()
 
     def alert(self, det: Detection, caption: str | None = None,
               emptied: str | None = None) -> bool:
@@ -173,18 +194,20 @@ class Notifier:
 
     def undelivered(self) -> tuple[int, int]:
         """(messages in the outbox, messages only in memory) not sent yet."""
-        if self._delivery is None:
+        if not self._deliveries:
             return 0, 0
         try:
             on_disk = len(self.outbox.pending())
         except OSError:
             on_disk = 0
-        return on_disk, self._delivery.unsaved_count()
+        return on_disk, max(d.unsaved_count() for d in self._deliveries)
 
     def close(self, timeout: float = 10.0) -> None:
         """Give queued messages up to ``timeout`` seconds to go out; the rest stay queued."""
-        if self._delivery is not None:
-            self._delivery.stop(timeout)
+        for d in self._deliveries:  # all drain at once, each within the same time
+            d.stop_soon(timeout)
+        for d in self._deliveries:
+            d.join(timeout)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -197,9 +220,12 @@ class Notifier:
         # On the recording's own clock: a replay at --speed 20 compresses wall time.
         return gap / det.chunk.time_scale < self.cooldown
 
+    def _receives(self) -> bool:
+        """Whether button presses under messages reach this daemon (Telegram's bot)."""
+        return self._delivery is not None and self._delivery.poller is not None
+
     def _emptied_button(self, key: str | None) -> dict:
-        return ({"emptied": key} if key and self._delivery is not None
-                and self._delivery.poller is not None else {})
+        return {"emptied": key} if key and self._receives() else {}
 
     def _alert(self, det: Detection, caption: str, emptied: str | None, when: str) -> None:
         record = {"kind": "beep", "time": when,
@@ -231,7 +257,7 @@ class Notifier:
         ago = time.monotonic() - det.mono if det.mono else time.time() - det.time
         # The buttons' alert id: the clip's stem (the feedback reads the clip by it).
         buttons = ({"alert": stem, "feedback": bool(det.clip_path and audio)}
-                   if self._delivery.poller is not None else {})
+                   if self._receives() else {})
         self._queue("beep", caption, audio,
                     title=f"Beep {_local(det.time, '%H:%M')}", created=det.time,
                     ago=min(max(ago, 0.0), 600.0), state=state, **buttons,
@@ -247,21 +273,40 @@ class Notifier:
                created: float | None = None, ago: float = 0.0,
                state: AlertState | None = None, **extra) -> None:
         item = self.outbox.new_item(kind, text, title, created, ago, **extra)
+        self._quiet(item, state)
         if state is not None:
-            self._delivery.track(item.id, state)
+            self._deliveries[0].track(item.id, state)
         try:
             self.outbox.save(item, audio)
         except OSError as e:
             self._cannot_save(e)
             if state is not None:
                 state.state = UNSAVED
-            self._delivery.send_unsaved(item, audio)
+            for d in self._deliveries:
+                d.send_unsaved(item, audio)
             return
-        self._delivery.wake()
+        for d in self._deliveries:
+            d.wake()
         if self._disk_error is not None:
             self._disk_error = None
             log.warning("the outbox %s can be written again", self.outbox.dir)
             self._queue("outbox", f"Messages are kept on disk again ({self.outbox.dir}).")
+
+    def _quiet(self, item: Item, state: AlertState | None) -> None:
+        """Quiet hours: hold ``item`` until they end, or mark it to be sent silently."""
+        if self.quiet is None:
+            return
+        treatment = self.quiet.treatment(item.kind)
+        if treatment == HOLD:
+            # Kept on the wall clock the channels read, as "when the window ends" from now
+            # (the quiet hours' clock is a test's in tests).
+            item.extra["hold_until"] = time.time() + self.quiet.ends() - self.quiet.clock()
+            log.info("quiet hours: the %s message waits until %s", item.kind,
+                     _local(item.extra["hold_until"], "%H:%M"))
+            if state is not None:
+                state.state = f"held until {_local(item.extra['hold_until'], '%H:%M')}"
+        elif treatment == SILENT:
+            item.extra["silent"] = True
 
     def _cannot_save(self, e: OSError) -> None:
         """Tell the owner once (from memory) that messages cannot be kept on disk."""
@@ -273,7 +318,10 @@ class Notifier:
                 "from memory; those not sent yet are lost if beepnet stops.")
         log.error("cannot write the outbox %s (%s); sending messages without keeping them",
                   self.outbox.dir, reason)
-        self._delivery.send_unsaved(self.outbox.new_item("outbox", text), None)
+        item = self.outbox.new_item("outbox", text)
+        self._quiet(item, None)
+        for d in self._deliveries:
+            d.send_unsaved(item, None)
 
     def _write_record(self, path: Path, record: dict) -> None:
         try:
@@ -281,6 +329,47 @@ class Notifier:
             write_atomic(path, json.dumps(record, indent=1).encode())
         except OSError as e:
             log.error("cannot write alert record %s: %s", path, e.strerror or e)
+
+
+def expire(outbox: Outbox, dropped: Callable[[Item], None],
+           send_unsaved: Callable[[Item, bytes | None], None]) -> None:
+    """The lead channel's turn: drop what is too old or too much (``dropped`` is told of
+    each), and queue one message saying what (from memory when the disk refuses it)."""
+    expired = outbox.expire()
+    for i in expired:
+        dropped(i)
+    if not expired:
+        return
+    what = ", ".join(f"{i.kind} of {_local(i.created, '%Y-%m-%d %H:%M')}"
+                     for i in expired[:5])
+    more = f" and {len(expired) - 5} more" if len(expired) > 5 else ""
+    text = (f"{len(expired)} message(s) could not be delivered in time and were "
+            f"dropped: {what}{more}")
+    log.warning("outbox: %s", text)
+    item = outbox.new_item("expired", text)
+    try:
+        outbox.save(item)
+    except OSError:
+        send_unsaved(item, None)
+
+
+def sendable(outbox: Outbox, channel: str) -> list[Item]:
+    """What ``channel`` should send now: its queued items, oldest first, except those held
+    for quiet hours."""
+    now = time.time()
+    return [i for i in outbox.waiting_for(channel) if not held(i.extra, now)]
+
+
+def held_wait(outbox: Outbox, channel: str) -> float:
+    """How long a channel may sleep: until the next held item is due, at most the usual."""
+    now = time.time()
+    try:
+        ends = [float(i.extra["hold_until"]) for i in outbox.waiting_for(channel)
+                if held(i.extra, now)]
+    except OSError:
+        ends = []
+    # A wall-clock wait: a step of the clock is caught at the next turn.
+    return max(0.0, min([IDLE_POLL_SECONDS, *(e - now + 0.05 for e in ends)]))
 
 
 def _clip_geometry(det: Detection) -> dict:
@@ -297,11 +386,16 @@ def _clip_geometry(det: Detection) -> dict:
 
 
 class _Delivery:
-    """The delivery thread: sends the outbox oldest first, with retries, until stopped.
-    With a ``poller``, the same loop and Bot also receive (`beepnet.notify.polling`)."""
+    """Telegram's delivery thread: sends the outbox oldest first, with retries, until
+    stopped. With a ``poller``, the same loop and Bot also receive (`beepnet.notify.polling`).
+    Other channels have their own (`beepnet.notify.appriseworker`), from the same outbox."""
+
+    channel_id = "telegram"
 
     def __init__(self, outbox: Outbox, telegram, retry_initial: float, retry_max: float):
         self.outbox = outbox
+        self.lead = False
+        """The first channel: it expires the outbox and tracks alerts' delivery."""
         self.tg = telegram
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -369,9 +463,16 @@ class _Delivery:
             return len(self._unsaved)
 
     def stop(self, timeout: float) -> None:
+        self.stop_soon(timeout)
+        self.join(timeout)
+
+    def stop_soon(self, timeout: float) -> None:
+        """Stop taking new work; what is queued has ``timeout`` seconds to go out."""
         self._drain_deadline = time.monotonic() + timeout
         self._stopping.set()
         self.wake()
+
+    def join(self, timeout: float) -> None:
         if self._thread is not None:
             self._thread.join(timeout + 5)
             if self._thread.is_alive():
@@ -477,7 +578,7 @@ class _Delivery:
             return max(0.0, min(0.2, self._drain_deadline - time.monotonic()))
         if self._paused():
             return min(IDLE_POLL_SECONDS, self.paused_until - time.monotonic())
-        return IDLE_POLL_SECONDS
+        return held_wait(self.outbox, self.channel_id)
 
     def _paused(self) -> bool:
         return self.paused_until > time.monotonic()
@@ -486,7 +587,7 @@ class _Delivery:
         if time.monotonic() >= self._drain_deadline or self._paused():
             return True
         try:
-            return not self.outbox.pending() and not self.unsaved_count()
+            return not sendable(self.outbox, self.channel_id) and not self.unsaved_count()
         except OSError:
             return True
 
@@ -494,22 +595,9 @@ class _Delivery:
         return self._stopping.is_set() and time.monotonic() >= self._drain_deadline
 
     def _expire(self) -> None:
-        expired = self.outbox.expire()
-        for i in expired:
-            self._set_state(i, EXPIRED, final=True)
-        if not expired:
-            return
-        what = ", ".join(f"{i.kind} of {_local(i.created, '%Y-%m-%d %H:%M')}"
-                         for i in expired[:5])
-        more = f" and {len(expired) - 5} more" if len(expired) > 5 else ""
-        text = (f"{len(expired)} message(s) could not be delivered in time and were "
-                f"dropped: {what}{more}")
-        log.warning("outbox: %s", text)
-        item = self.outbox.new_item("expired", text)
-        try:
-            self.outbox.save(item)
-        except OSError:
-            self.send_unsaved(item, None)
+        if self.lead:
+            expire(self.outbox, lambda i: self._set_state(i, EXPIRED, final=True),
+                   self.send_unsaved)
 
     async def _send_all(self, bot) -> None:
         while not self._paused() and not self._out_of_time():
@@ -524,7 +612,7 @@ class _Delivery:
                         return
                     self._unsaved.popleft()
         self._expire()
-        for item in self.outbox.pending():
+        for item in sendable(self.outbox, self.channel_id):
             if self._paused() or self._out_of_time():
                 return
             if not await self._send(bot, item):
@@ -558,7 +646,7 @@ class _Delivery:
         from tenacity import AsyncRetrying, retry_if_exception
         from telegram.error import TelegramError
 
-        from .telegram import deliver, failure_text, is_transient, late_note, wait_for_telegram
+        from .telegram import deliver, failure_text, is_transient, wait_for_telegram
 
         if saved:
             path = self.outbox.audio_path(item)
@@ -598,10 +686,12 @@ class _Delivery:
                     else:
                         item.attempts += 1
                     outage = self._outage_note()
-                    text = outage + late_note(self.outbox.age(item)) + item.text
+                    text = (outage + delay_note(item.extra, item.created,
+                                                self.outbox.age(item)) + item.text)
                     self._attempt_began = time.monotonic()
                     await deliver(bot, self.tg.chat_id, text, audio, item.title,
-                                  reply_markup=self._buttons(item))
+                                  reply_markup=self._buttons(item),
+                                  silent=bool(item.extra.get("silent")))
         except TelegramError as exc:
             return self._refused(exc, item, saved)
         except Exception as exc:  # noqa: BLE001 - a bug here must not kill delivery for good
@@ -611,7 +701,7 @@ class _Delivery:
             self.paused_until = time.monotonic() + 60
             return False
         if saved:
-            self.outbox.remove(item)
+            self.outbox.done_for(item, self.channel_id)
         if self._accepted is not None:
             self._accepted.set()
         self._set_state(item, SENT if saved else UNSAVED_SENT, final=True)
@@ -641,11 +731,6 @@ class _Delivery:
         log.error("%s; setting the %s message aside in %s/rejected", refusal.reason,
                   item.kind, self.outbox.dir)
         if saved:
-            try:
-                self.outbox.set_aside(item, refusal.reason)
-            except OSError as e:
-                log.error("cannot set the %s message aside (%s); not sending it again",
-                          item.kind, e.strerror or e)
-                self.outbox.remove(item)
+            self.outbox.done_for(item, self.channel_id, refused=refusal.reason)
         self._set_state(item, REJECTED, final=True)
         return True

@@ -2,8 +2,10 @@
 
 An item is a JSON file (and, for a beep, an MP3 beside it) under ``storage.dir/outbox``,
 written atomically, MP3 first, so a crash or kill -9 at any point leaves either no item or a
-whole one. It is removed only once Telegram has accepted it, so delivery is at-least-once:
-a duplicate only when a reply was lost after the server took the message. The outbox is
+whole one. It is removed only once every channel (Telegram, each Apprise URL) has accepted it: each
+channel that has is listed in the item (``sent``), so a message Telegram took but ntfy not yet
+is retried for ntfy only, across restarts too. Delivery is at-least-once per channel: a
+duplicate only when a reply was lost after the server took the message. The outbox is
 bounded by age and size, set-aside (``rejected/``) and unreadable (``*.bad``) files included;
 what it expires it says.
 
@@ -18,6 +20,7 @@ import itertools
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -67,6 +70,8 @@ class Item:
     """The boot it was made in: ``booted`` only means something within the same boot."""
     booted: float | None = None
     """CLOCK_BOOTTIME when it was made (None in items written by older versions)."""
+    sent: list[str] = field(default_factory=list)
+    """The channels done with it (accepted, or refused for good: ``extra["refused"]``)."""
 
 
 class Outbox:
@@ -79,6 +84,11 @@ class Outbox:
         self._reported_bad: set[str] = set()
         self._gone: set[str] = set()
         """Items done with (sent, expired) whose files could not be deleted: never again."""
+        self.channels: tuple[str, ...] = ("telegram",)
+        """Every channel an item goes to (set by the notifier): done when all have it."""
+        self._lock = threading.RLock()
+        """Each channel delivers in its own thread; an item's file is read and written
+        under this lock, so that one channel's note never overwrites another's."""
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             self._clean_partials()
@@ -134,10 +144,62 @@ class Outbox:
 
     def note_attempt(self, item: Item) -> None:
         item.attempts += 1
-        try:
-            self._save(item)
-        except OSError as e:  # a full disk must not stop delivery of what is already queued
-            log.debug("cannot update %s: %s", item.id, e)
+        with self._lock:
+            on_disk = self._reload(item)
+            if on_disk is None:
+                return  # done with meanwhile (expired)
+            on_disk.attempts = max(on_disk.attempts + 1, item.attempts)
+            try:
+                self._save(on_disk)
+            except OSError as e:  # a full disk must not stop delivery of what is queued
+                log.debug("cannot update %s: %s", item.id, e)
+
+    def _reload(self, item: Item) -> Item | None:
+        """The item as on disk now (another channel may have noted itself), or None."""
+        path = self.dir / f"{item.id}.json"
+        if item.id in self._gone or not path.exists():
+            return None
+        return self._load(path)
+
+    def done_for(self, item: Item, channel: str, refused: str | None = None) -> bool:
+        """``channel`` is done with ``item`` (accepted it, or ``refused`` it for good).
+        Returns True when every channel is: the item is then removed, or set aside when a
+        channel refused it. Safe from any channel's thread."""
+        with self._lock:
+            on_disk = self._reload(item)
+            if on_disk is None:
+                return True
+            if channel not in on_disk.sent:
+                on_disk.sent.append(channel)
+            if refused:
+                on_disk.extra.setdefault("refused", {})[channel] = refused
+            item.sent, item.extra = on_disk.sent, on_disk.extra
+            if not set(self.channels) <= set(on_disk.sent):
+                try:
+                    self._save(on_disk)
+                except OSError as e:
+                    # Not noted: this channel may send it again after a restart (at least
+                    # once), which beats losing the note for the others.
+                    log.warning("cannot note that %s has %s (%s)", channel, item.id,
+                                e.strerror or e)
+                return False
+            refusals = on_disk.extra.get("refused") or {}
+            if refusals:
+                try:
+                    self.set_aside(on_disk, next(iter(refusals.values()))
+                                   if len(refusals) == 1 else
+                                   "; ".join(f"{c}: {r}" for c, r in refusals.items()))
+                    return True
+                except OSError as e:
+                    log.error("cannot set the %s message aside (%s); not sending it again",
+                              item.kind, e.strerror or e)
+            self.remove(on_disk)
+            return True
+
+    def waiting_for(self, channel: str) -> list[Item]:
+        """Queued items ``channel`` has not done yet, oldest first."""
+        with self._lock:
+            return [i for i in self.pending() if channel not in i.sent]
 
     def _load(self, p: Path) -> Item | None:
         try:
@@ -154,6 +216,10 @@ class Outbox:
 
     def pending(self) -> list[Item]:
         """Queued items, oldest first."""
+        with self._lock:
+            return self._pending()
+
+    def _pending(self) -> list[Item]:
         items = [i for i in map(self._load, sorted(self.dir.glob("*.json"))) if i is not None]
         for i in [i for i in items if i.id in self._gone]:
             self.remove(i)  # sent or expired already: try the deletion again
@@ -166,7 +232,10 @@ class Outbox:
 
     def remove(self, item: Item, folder: Path | None = None) -> None:
         """Delete an item; when the disk refuses, it is forgotten until that works again."""
-        folder = folder or self.dir
+        with self._lock:
+            self._remove(item, folder or self.dir)
+
+    def _remove(self, item: Item, folder: Path) -> None:
         try:
             if item.audio:
                 (folder / item.audio).unlink(missing_ok=True)
@@ -183,13 +252,14 @@ class Outbox:
         self._gone.discard(item.id)
 
     def set_aside(self, item: Item, reason: str) -> None:
-        """Keep an item Telegram refused (it will never be accepted) out of the queue."""
-        rejected = self.dir / "rejected"
-        rejected.mkdir(exist_ok=True)
-        item.extra["rejected"] = reason
-        self._save(item)
-        for name in filter(None, (f"{item.id}.json", item.audio)):
-            os.replace(self.dir / name, rejected / name)
+        """Keep an item a channel refused (it will never be accepted) out of the queue."""
+        with self._lock:
+            rejected = self.dir / "rejected"
+            rejected.mkdir(exist_ok=True)
+            item.extra["rejected"] = reason
+            self._save(item)
+            for name in filter(None, (f"{item.id}.json", item.audio)):
+                os.replace(self.dir / name, rejected / name)
 
     def _size(self, folder: Path, item: Item) -> int:
         total = 0
@@ -240,6 +310,10 @@ class Outbox:
         """Drop what is older than the age limit, then, beyond the size limit, what will never
         be sent (set aside, unreadable) before the oldest queued items. Returns the queued
         items dropped (the set-aside ones were reported when they were refused)."""
+        with self._lock:
+            return self._expire()
+
+    def _expire(self) -> list[Item]:
         items = self.pending()
         expired = [i for i in items if self.age(i) > self.max_age]
         kept = [i for i in items if i not in expired]

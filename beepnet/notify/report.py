@@ -73,6 +73,27 @@ def disk_text(path: Path) -> str:
     return f"{du.free / 1e9:.1f} GB free of {du.total / 1e9:.0f} GB ({path})"
 
 
+def outlet_lines(outlets: dict, now: float) -> list[str]:
+    """Home Assistant's connection and the heartbeat, as /status shows them."""
+    lines = []
+    mqtt = outlets.get("mqtt")
+    if isinstance(mqtt, dict):
+        link = "connected to" if mqtt.get("connected") else "not connected to"
+        lines.append(f"Home Assistant: {link} {mqtt.get('where')} as {mqtt.get('device_id')}")
+    beat = outlets.get("heartbeat")
+    if isinstance(beat, dict):
+        if beat.get("held"):
+            text = f"held ({beat['held']})"
+        elif beat.get("error"):
+            text = f"failing ({beat['error']})"
+        else:
+            text = "on"
+        if beat.get("last_ok"):
+            text += f", last answered {_clock(float(beat['last_ok']), now)}"
+        lines.append(f"Heartbeat: {text}")
+    return lines
+
+
 def status_text(status: dict | None, *, name: str, mute_until: float | None,
                 pending: tuple[int, int], storage_dir: Path, last_alert: dict | None,
                 now: float | None = None) -> str:
@@ -126,6 +147,7 @@ def status_text(status: dict | None, *, name: str, mute_until: float | None,
     on_disk, in_memory = pending
     waiting = on_disk + in_memory
     lines.append("Outbox: " + (f"{waiting} message(s) waiting" if waiting else "empty"))
+    lines += outlet_lines((status or {}).get("outlets") or {}, now)
     lines.append(f"Disk: {disk_text(storage_dir)}")
     lines.append(f"beepnet {__version__}")
     return "\n".join(lines)

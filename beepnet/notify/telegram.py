@@ -30,10 +30,7 @@ from telegram.request import HTTPXRequest  # noqa: E402
 from tenacity.wait import wait_base, wait_exponential_jitter  # noqa: E402
 
 from ..logs import redact  # noqa: E402
-from .timefmt import minutes_text  # noqa: E402
 
-LATE_AFTER_SECONDS = 60.0
-"""An item sent this long after it was queued says how late it is."""
 CAPTION_LIMIT = 1024
 TEXT_LIMIT = 4096
 
@@ -90,7 +87,7 @@ class wait_for_telegram(wait_base):
     """Exponential backoff with jitter, except that a 429 waits exactly ``retry_after``."""
 
     def __init__(self, initial: float, maximum: float):
-        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
 
     def __call__(self, retry_state) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -142,26 +139,23 @@ def failure_text(exc: BaseException, token: str) -> str:
     return detail
 
 
-def late_note(age: float) -> str:
-    """``age``: seconds since the item was queued (see Outbox.age)."""
-    if age < LATE_AFTER_SECONDS:
-        return ""
-    return f"(delayed {minutes_text(int(age // 60))}: could not be sent earlier) "
-
-
 async def deliver(bot: Bot, chat_id: str, text: str, audio: Path | bytes | None,
-                  title: str = "", filename: str = "beep.mp3", reply_markup=None) -> None:
+                  title: str = "", filename: str = "beep.mp3", reply_markup=None,
+                  silent: bool = False) -> None:
     """One attempt at sending a message (a clip with ``text`` as its caption when there is
-    ``audio``; ``reply_markup``: the alert's buttons); raises TelegramError on failure."""
+    ``audio``; ``reply_markup``: the alert's buttons; ``silent``: no sound on the phone,
+    for quiet hours); raises TelegramError on failure."""
     if isinstance(audio, Path):
         filename = audio.name
     if audio is not None:
         # A Path, not an open file: a retried upload from a file handle would send 0 bytes.
         await bot.send_audio(chat_id, audio=audio, caption=text[:CAPTION_LIMIT],
                              title=title or "beep", performer="beepnet",
-                             filename=filename, reply_markup=reply_markup)
+                             filename=filename, reply_markup=reply_markup,
+                             disable_notification=silent)
     else:
-        await bot.send_message(chat_id, text[:TEXT_LIMIT], reply_markup=reply_markup)
+        await bot.send_message(chat_id, text[:TEXT_LIMIT], reply_markup=reply_markup,
+                               disable_notification=silent)
 
 
 async def self_test(token: str, chat_id: str, api_url: str, audio: bytes,
