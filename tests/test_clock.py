@@ -133,9 +133,10 @@ def test_clock_steps_move_alert_times_but_not_timeouts(tmp_path, env):
     after_step = [(t, text) for t, text in timeouts if forward_at <= t < BEEP_B + 4]
     assert len(after_step) == 1, (timeouts, forward_at)
     fired_at, text = after_step[0]
-    # (Within a few seconds: a daemon held up at the start dates its first beep late, and
-    # our t0 with it; a step of the cycle's clock would be days.)
-    assert SOUND_AGAIN + WATCH_TIMEOUT - 4 <= fired_at <= SOUND_AGAIN + WATCH_TIMEOUT + 6, \
+    # (Within seconds: a daemon held up at the start dates its first beep late, and our t0
+    # with it, by up to 6-7 s on 2 cores busy with other tests' daemons; a step of the
+    # cycle's clock would be days.)
+    assert SOUND_AGAIN + WATCH_TIMEOUT - 4 <= fired_at <= SOUND_AGAIN + WATCH_TIMEOUT + 10, \
         (fired_at, text)
     assert text.startswith("No beep yet: the washer has been running for 0 min"), text
     # One line for each step, and nothing else to say about them.
