@@ -129,13 +129,12 @@ def check_telegram(cfg: Config) -> Check:
         return Check("telegram", None, "not configured: alerts only go to the log",
                      "set BEEPNET_TELEGRAM_TOKEN and BEEPNET_TELEGRAM_CHAT_ID (README, Telegram)")
 
-    async def probe() -> Check:
+    async def probe(bot) -> Check:
         from telegram.error import BadRequest, NetworkError, TelegramError
 
         from .logs import redact
-        from .notify.telegram import explain, make_bot
+        from .notify.telegram import explain
 
-        bot = make_bot(t.token, t.api_url, timeout=10.0)
         try:
             me = await bot.get_me()
             chat = await bot.get_chat(t.chat_id)
@@ -152,13 +151,8 @@ def check_telegram(cfg: Config) -> Check:
         except TelegramError as e:
             return Check("telegram", False, explain(e, t.chat_id, t.api_url, t.token).reason,
                          "see README, Telegram")
-        finally:
-            try:
-                await bot.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
 
-    return asyncio.run(probe())
+    return _with_bot(cfg, probe)
 
 
 def check_telegram_send(cfg: Config) -> Check:
@@ -167,25 +161,36 @@ def check_telegram_send(cfg: Config) -> Check:
     if not t.enabled:
         return Check("telegram test", None, "Telegram is not configured")
 
-    async def send() -> Check:
+    async def send(bot) -> Check:
         from telegram.error import TelegramError
 
-        from .notify.telegram import explain, make_bot
+        from .notify.telegram import explain
 
-        bot = make_bot(t.token, t.api_url, timeout=10.0)
         try:
             await bot.send_message(t.chat_id, _test_text(cfg))
             return Check("telegram test", True, f"test message sent to chat {t.chat_id}")
         except TelegramError as e:
             return Check("telegram test", False,
                          explain(e, t.chat_id, t.api_url, t.token).reason)
+
+    return _with_bot(cfg, send)
+
+
+def _with_bot(cfg: Config, work) -> Check:
+    """``await work(bot)`` with a Bot for the configured chat, shut down after."""
+    from .notify.telegram import make_bot
+
+    async def run() -> Check:
+        bot = make_bot(cfg.telegram.token, cfg.telegram.api_url, timeout=10.0)
+        try:
+            return await work(bot)
         finally:
             try:
                 await bot.shutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing must not mask the finding
                 pass
 
-    return asyncio.run(send())
+    return asyncio.run(run())
 
 
 def _test_text(cfg: Config) -> str:

@@ -25,6 +25,7 @@ from beepnet.config import TelegramConfig
 from beepnet.daemon.status import StatusPublisher, read_status
 from beepnet.messages import Chunk, Detection
 from beepnet.monitor.app import delivery_states
+from beepnet.notify import delivery as delivery_mod
 from beepnet.notify import notifier as notifier_mod
 from beepnet.notify.notifier import Notifier
 from beepnet.notify.outbox import Clock, Outbox
@@ -179,11 +180,11 @@ def test_messages_kept_in_memory_are_bounded(tg, tmp_path):
         n.start()
         try:
             states = []
-            for i in range(notifier_mod.UNSAVED_MAX_ITEMS + 20):
+            for i in range(delivery_mod.UNSAVED_MAX_ITEMS + 20):
                 d = det(time.time() + i)
                 n.alert(d)
                 states.append(n.delivery_of(d))
-            assert n.undelivered() == (0, notifier_mod.UNSAVED_MAX_ITEMS)
+            assert n.undelivered() == (0, delivery_mod.UNSAVED_MAX_ITEMS)
             assert {s() for s in states[:20]} == {"dropped (not kept on disk)"}
             assert states[-1]() == "not kept on disk"
         finally:

@@ -30,21 +30,16 @@ def run(steps, rng: random.Random, jitter: float = 0.10, longer: dict | None = N
     """One run of ``steps``: each jittered by ± ``jitter``; ``longer`` {step: extra
     minutes}; the pauses at the indices in ``unheard`` taken for the sound before them;
     ``name_sound`` renames every sound phase (UNKNOWN: a daemon that tells no phases)."""
-    phases: list[Phase] = []
-    t = 0.0
+    stretches: list[tuple[str, float]] = []
     for i, (name, minutes) in enumerate(steps):
         seconds = (minutes + (longer or {}).get(i, 0)) * MIN * rng.uniform(1 - jitter,
                                                                           1 + jitter)
         if i in unheard:
-            name = phases[-1].name
+            name = stretches[-1][0]
         if name != PAUSE and name_sound:
             name = name_sound
-        if phases and phases[-1].name == name:
-            phases[-1] = Phase(name, phases[-1].start, t + seconds)
-        else:
-            phases.append(Phase(name, t, t + seconds))
-        t += seconds
-    return PastCycle(t, tuple(phases))
+        stretches.append((name, seconds))
+    return bench.logged(stretches)
 
 
 # The phases the daemon has logged so far into a cycle: as the benchmark reads them.

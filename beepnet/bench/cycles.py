@@ -85,6 +85,12 @@ def run_programme(steps, rng: random.Random, jitter: float, mishear: float = 0.0
             stretches += [(W, half), (S, 90.0), (W, half)]
         else:
             stretches.append((name, seconds))
+    return logged(stretches)
+
+
+def logged(stretches: list[tuple[str, float]]) -> PastCycle:
+    """(phase name, seconds) in order, as the daemon logs them: adjacent ones of one name
+    merged into one phase."""
     phases: list[Phase] = []
     t = 0.0
     for name, seconds in stretches:

@@ -39,7 +39,6 @@ class Outlets:
         self.history = history
         self._started = started if started is not None else time.time()
         self._health: tuple[float, str | None] = (time.monotonic(), "starting")
-        self._muted_told: tuple[bool, float | None] | None = None
         self.mqtt = None
         if cfg.mqtt.enabled:
             from ..mqtt.link import MqttLink
@@ -150,12 +149,10 @@ class Outlets:
         self._tell_mute()
 
     def _tell_mute(self) -> None:
+        # Each turn: /mute and /unmute in Telegram change the same mute; the link publishes
+        # the switch's state only when it changed.
         mute = self.notifier.mute
-        until = mute.until() if mute is not None else None
-        told = (until is not None, until)
-        if told != self._muted_told:
-            self._muted_told = told
-            self.mqtt.muted(until)
+        self.mqtt.muted(mute.until() if mute is not None else None)
 
     # -- the digest --------------------------------------------------------------------------
 

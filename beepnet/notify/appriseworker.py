@@ -11,39 +11,31 @@ tenacity's backoff until the item's age limit (the lead channel expires it and s
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
-from collections import deque
+from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from .apprise_channel import AppriseChannel, ChannelError
-from .notifier import EXPIRED, SENT, expire, held_wait, sendable
+from .delivery import SENT, ChannelDelivery, held_wait, sendable
 from .outbox import Item, Outbox
 from .quiet import delay_note
 
 log = logging.getLogger(__name__)
 
-UNSAVED_MAX_ITEMS = 100
 
-
-class AppriseDelivery:
+class AppriseDelivery(ChannelDelivery):
     def __init__(self, channel: AppriseChannel, outbox: Outbox, retry_initial: float,
                  retry_max: float):
+        super().__init__(outbox)
         self.channel = channel
         self.channel_id = channel.id
-        self.outbox = outbox
+        self.label = channel.label
         self.retry_initial = retry_initial
         self.retry_max = retry_max
-        self.lead = False
-        """The first channel (no Telegram): it expires the outbox and tracks alerts."""
         self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._drain_deadline = 0.0
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._unsaved: deque[tuple[Item, bytes | None]] = deque()
-        self._states: dict = {}
         self._failing: str | None = None
         """The reason of the outage going on (logged once), or None."""
 
@@ -56,38 +48,6 @@ class AppriseDelivery:
 
     def wake(self) -> None:
         self._wake.set()
-
-    def track(self, item_id: str, state) -> None:
-        self._states[item_id] = state
-
-    def send_unsaved(self, item: Item, audio: bytes | None) -> None:
-        with self._lock:
-            self._unsaved.append((item, audio))
-            while len(self._unsaved) > UNSAVED_MAX_ITEMS:
-                old = self._unsaved.popleft()[0]
-                log.warning("too many messages waiting in memory for %s: dropped the %s "
-                            "message", self.channel.label, old.kind)
-        self.wake()
-
-    def unsaved_count(self) -> int:
-        with self._lock:
-            return len(self._unsaved)
-
-    def stop_soon(self, timeout: float) -> None:
-        self._drain_deadline = time.monotonic() + timeout
-        self._stopping.set()
-        self.wake()
-
-    def join(self, timeout: float) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout + 5)
-            if self._thread.is_alive():
-                log.warning("%s: delivery did not finish in time; the rest stays queued",
-                            self.channel.label)
-
-    def stop(self, timeout: float) -> None:
-        self.stop_soon(timeout)
-        self.join(timeout)
 
     # -- the thread -------------------------------------------------------------------------
 
@@ -106,23 +66,10 @@ class AppriseDelivery:
                           self.channel.label, type(e).__name__, e)
                 idle = 60.0
             if self._stopping.is_set():
-                if time.monotonic() >= self._drain_deadline or self._drained():
+                if time.monotonic() >= self._drain_deadline or self._nothing_left():
                     return
                 idle = 0.2
             self._wake.wait(idle)
-
-    def _drained(self) -> bool:
-        try:
-            return not self.unsaved_count() and not sendable(self.outbox, self.channel_id)
-        except OSError:
-            return True
-
-    def _out_of_time(self) -> bool:
-        return self._stopping.is_set() and time.monotonic() >= self._drain_deadline
-
-    def _expire(self) -> None:
-        if self.lead:
-            expire(self.outbox, lambda i: self._set_state(i, EXPIRED), self.send_unsaved)
 
     def _send_unsaved(self) -> None:
         while not self._out_of_time():
@@ -184,16 +131,13 @@ class AppriseDelivery:
             self._failing = None
         if saved:
             self.outbox.done_for(item, self.channel_id)
-        self._set_state(item, SENT)
+        self._set_state(item, SENT, final=True)
         log.info("sent %s to %s", item.kind, self.channel.label)
         return True
 
     def _spill(self, item: Item, audio: bytes):
         """A clip kept only in memory (the outbox cannot be written), as a file Apprise can
         attach (in the temp folder), or None: it goes without."""
-        import tempfile
-        from pathlib import Path
-
         try:
             fd, name = tempfile.mkstemp(suffix=".mp3", prefix="beepnet-")
             with open(fd, "wb") as f:
@@ -201,11 +145,6 @@ class AppriseDelivery:
             return Path(name)
         except OSError:
             return None
-
-    def _set_state(self, item: Item, state: str) -> None:
-        tracked = self._states.pop(item.id, None)
-        if tracked is not None:
-            tracked.state = state
 
 
 def _clip_name(item: Item) -> str:

@@ -24,7 +24,7 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,27 +34,21 @@ from ..messages import Detection
 from .commands import BotSettings
 from .mp3 import clip_to_mp3
 from .mute import Mute
+from .delivery import (IDLE_POLL_SECONDS, QUEUED, REJECTED, SENT, UNSAVED,
+                       UNSAVED_SENT, ChannelDelivery, held_wait, sendable)
 from .outbox import Clock, Item, Outbox
-from .quiet import HOLD, SILENT, QuietHours, delay_note, held
+from .quiet import HOLD, SILENT, QuietHours, delay_note
 from .timefmt import minutes_text, span_text
 
 log = logging.getLogger(__name__)
 
 PAUSE_SECONDS = 600.0
 """After Telegram refuses the set-up (token, chat, URL), wait this long before trying again."""
-IDLE_POLL_SECONDS = 30.0
 OUTAGE_NOTE_SECONDS = 60.0
 """Delivery impossible for longer than this: the next message that gets through says so."""
 FAULT_BACKOFF_MAX = 60.0
-UNSAVED_MAX_ITEMS = 100
-"""Messages kept in memory while the outbox cannot be written (also bounded by outbox_max_mb)."""
 TRACKED_ALERTS = 50
 
-# What the monitor shows as an alert's delivery.
-QUEUED, SENT, EXPIRED, REJECTED = "queued", "sent", "expired", "rejected"
-UNSAVED = "not kept on disk"
-UNSAVED_SENT = "sent (not kept on disk)"
-UNSAVED_DROPPED = "dropped (not kept on disk)"
 CONSOLE_ONLY = "logged"
 MUTED = "muted"
 
@@ -331,47 +325,6 @@ class Notifier:
             log.error("cannot write alert record %s: %s", path, e.strerror or e)
 
 
-def expire(outbox: Outbox, dropped: Callable[[Item], None],
-           send_unsaved: Callable[[Item, bytes | None], None]) -> None:
-    """The lead channel's turn: drop what is too old or too much (``dropped`` is told of
-    each), and queue one message saying what (from memory when the disk refuses it)."""
-    expired = outbox.expire()
-    for i in expired:
-        dropped(i)
-    if not expired:
-        return
-    what = ", ".join(f"{i.kind} of {_local(i.created, '%Y-%m-%d %H:%M')}"
-                     for i in expired[:5])
-    more = f" and {len(expired) - 5} more" if len(expired) > 5 else ""
-    text = (f"{len(expired)} message(s) could not be delivered in time and were "
-            f"dropped: {what}{more}")
-    log.warning("outbox: %s", text)
-    item = outbox.new_item("expired", text)
-    try:
-        outbox.save(item)
-    except OSError:
-        send_unsaved(item, None)
-
-
-def sendable(outbox: Outbox, channel: str) -> list[Item]:
-    """What ``channel`` should send now: its queued items, oldest first, except those held
-    for quiet hours."""
-    now = time.time()
-    return [i for i in outbox.waiting_for(channel) if not held(i.extra, now)]
-
-
-def held_wait(outbox: Outbox, channel: str) -> float:
-    """How long a channel may sleep: until the next held item is due, at most the usual."""
-    now = time.time()
-    try:
-        ends = [float(i.extra["hold_until"]) for i in outbox.waiting_for(channel)
-                if held(i.extra, now)]
-    except OSError:
-        ends = []
-    # A wall-clock wait: a step of the clock is caught at the next turn.
-    return max(0.0, min([IDLE_POLL_SECONDS, *(e - now + 0.05 for e in ends)]))
-
-
 def _clip_geometry(det: Detection) -> dict:
     """Where the beep lies in its clip, for the feedback buttons (`beepnet.notify.feedback`):
     ``beep_at`` and ``beep_length`` (seconds into the clip), ``clip_start_sample`` (its
@@ -385,31 +338,24 @@ def _clip_geometry(det: Detection) -> dict:
             "clip_start_sample": max(0, int(round((det.offset - at) * SAMPLE_RATE)))}
 
 
-class _Delivery:
+class _Delivery(ChannelDelivery):
     """Telegram's delivery thread: sends the outbox oldest first, with retries, until
     stopped. With a ``poller``, the same loop and Bot also receive (`beepnet.notify.polling`).
     Other channels have their own (`beepnet.notify.appriseworker`), from the same outbox."""
 
     channel_id = "telegram"
+    label = "Telegram"
 
     def __init__(self, outbox: Outbox, telegram, retry_initial: float, retry_max: float):
-        self.outbox = outbox
-        self.lead = False
-        """The first channel: it expires the outbox and tracks alerts' delivery."""
+        super().__init__(outbox)
         self.tg = telegram
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.paused_until = 0.0
         """time.monotonic() before which nothing is tried (set-up refused, fault)."""
         self.refusal: str | None = None
-        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._stopping = threading.Event()
-        self._drain_deadline = 0.0
-        self._lock = threading.Lock()
-        self._unsaved: deque[tuple[Item, bytes | None]] = deque()
-        self._states: dict[str, AlertState] = {}
         self._ready = threading.Event()
         self._fault: str | None = None
         self._fault_backoff = 0.0
@@ -437,49 +383,6 @@ class _Delivery:
             loop.call_soon_threadsafe(event.set)
         except RuntimeError:  # the loop has ended: what is queued stays queued
             pass
-
-    def track(self, item_id: str, state: AlertState) -> None:
-        self._states[item_id] = state
-
-    def send_unsaved(self, item: Item, audio: bytes | None) -> None:
-        """Send ``item`` from memory. The queue is bounded: the oldest are dropped first."""
-        with self._lock:
-            self._unsaved.append((item, audio))
-            dropped = []
-            while len(self._unsaved) > UNSAVED_MAX_ITEMS or (
-                    len(self._unsaved) > 1 and self._unsaved_bytes() > self.outbox.max_bytes):
-                dropped.append(self._unsaved.popleft()[0])
-        for old in dropped:
-            self._set_state(old, UNSAVED_DROPPED, final=True)
-            log.warning("too many messages waiting in memory: dropped the %s message of %s",
-                        old.kind, time.strftime("%H:%M:%S", time.localtime(old.created)))
-        self.wake()
-
-    def _unsaved_bytes(self) -> int:
-        return sum(len(a or b"") + len(i.text) for i, a in self._unsaved)
-
-    def unsaved_count(self) -> int:
-        with self._lock:
-            return len(self._unsaved)
-
-    def stop(self, timeout: float) -> None:
-        self.stop_soon(timeout)
-        self.join(timeout)
-
-    def stop_soon(self, timeout: float) -> None:
-        """Stop taking new work; what is queued has ``timeout`` seconds to go out."""
-        self._drain_deadline = time.monotonic() + timeout
-        self._stopping.set()
-        self.wake()
-
-    def join(self, timeout: float) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout + 5)
-            if self._thread.is_alive():
-                log.warning("Telegram delivery did not finish in time; the rest stays queued")
-        lost = self.unsaved_count()
-        if lost:
-            log.error("%d message(s) that could not be kept on disk were not sent", lost)
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -586,18 +489,7 @@ class _Delivery:
     def _done_draining(self) -> bool:
         if time.monotonic() >= self._drain_deadline or self._paused():
             return True
-        try:
-            return not sendable(self.outbox, self.channel_id) and not self.unsaved_count()
-        except OSError:
-            return True
-
-    def _out_of_time(self) -> bool:
-        return self._stopping.is_set() and time.monotonic() >= self._drain_deadline
-
-    def _expire(self) -> None:
-        if self.lead:
-            expire(self.outbox, lambda i: self._set_state(i, EXPIRED, final=True),
-                   self.send_unsaved)
+        return self._nothing_left()
 
     async def _send_all(self, bot) -> None:
         while not self._paused() and not self._out_of_time():
@@ -617,11 +509,6 @@ class _Delivery:
                 return
             if not await self._send(bot, item):
                 return
-
-    def _set_state(self, item: Item, state: str, final: bool = False) -> None:
-        tracked = self._states.pop(item.id, None) if final else self._states.get(item.id)
-        if tracked is not None:
-            tracked.state = state
 
     def _note_down(self, reason: str) -> None:
         # An outage began when the first attempt that failed began: a stalled server takes
