@@ -420,7 +420,10 @@ def test_recall_and_false_alarms_are_counted_per_event(tmp_path):
     truth = [(5.0, 5.3), (20.0, 20.3), (50.0, 50.3)]
     stream = realsound.RealStream(file="s.wav", background="kitchen", variant="kitchen",
                                   seconds=60.0, events=truth,
-                                  beep_kinds=["piezo", "chime", "single"])
+                                  beep_kinds=["piezo", "chime", "single"],
+                                  sources=["sawtooth lead 84/84 x2 170 ms",
+                                           "file usr__share__sounds__a.wav",
+                                           "file usr__share__sounds__b.wav"])
     audio = AudioConfig()
     tone = load_detector(DetectorConfig(kind="tone"))
     m = realsound.evaluate(tone, [stream], tmp_path, audio, 0.25)
@@ -428,6 +431,10 @@ def test_recall_and_false_alarms_are_counted_per_event(tmp_path):
     assert m["recall"]["single"] == {"detected": 0, "events": 1, "recall": 0.0}
     assert m["recall"]["melody"] == {"detected": 0, "events": 0, "recall": None}
     assert m["recall_all"]["recall"] == pytest.approx(2 / 3)
+    # Real sound files apart (the chime caught, the single missed), instruments apart.
+    assert m["recall_by_source"] == {"file": {"detected": 1, "events": 2, "recall": 0.5},
+                                     "instrument": {"detected": 1, "events": 1,
+                                                    "recall": 1.0}}
     hours = (60.0 - 3 * (0.3 + 2 * audio.chunk_seconds)) / 3600
     assert m["false_alarms"]["kitchen"] == {"false_alarms": 1, "hours": pytest.approx(hours),
                                            "per_hour": pytest.approx(1 / hours)}
@@ -453,10 +460,11 @@ def test_recall_and_false_alarms_are_counted_per_event(tmp_path):
     assert rows["event recall, tone detector"].target is None
     table = realsound.wide_table(details)
     assert table.splitlines()[2:] == [
-        "| BeepNet (m) | 0.00 | 0.00 | — | 0.00 | **0.000** (0/3) | — | — | 0.0 | — | — "
-        "| **0.0** (0) |",
-        "| tone detector | 1.00 | 1.00 | — | 0.00 | **0.667** (2/3) | — | — | 87.6 | — "
-        "| — | **87.6** (1) |"]
+        "| BeepNet (m) | 0.00 | 0.00 | — | 0.00 | 0.00 (0/2) | **0.000** (0/3) | — | — "
+        "| 0.0 | — | — | **0.0** (0) |",
+        "| tone detector | 1.00 | 1.00 | — | 0.00 | 0.50 (1/2) | **0.667** (2/3) | — | — "
+        "| 87.6 | — | — | **87.6** (1) |"]
+    assert "real sound files 0.50 (1 of 2)" in rows["event recall, tone detector"].note
 
 
 # --------------------------------------------------------------------------------------

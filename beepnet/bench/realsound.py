@@ -66,6 +66,9 @@ KINDS = ("piezo", "chime", "melody", "single")
 BACKGROUNDS = ("speech", "music", "kitchen", "machine", "quiet")
 LABELS = {"speech": "speech", "music": "music/TV", "kitchen": "kitchen", "machine": "machine",
           "quiet": "quiet"}
+SOURCES = ("file", "instrument")
+"""What events are made of (`source_of`): real sound files are the nearest to the sound
+themes appliances and the maintainers' acceptance set play, and the harder part."""
 GENERATED = ("machine", "quiet")
 """Backgrounds made by the generator; every other one is real recordings."""
 VERSION = 2
@@ -532,6 +535,7 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
     """Recall per beep kind and false alarms per hour per background for one detector."""
     t0 = time.monotonic()
     recall = {k: [0, 0] for k in KINDS}
+    by_source = {k: [0, 0] for k in SOURCES}
     by_bg = {b: [0, 0] for b in BACKGROUNDS}
     fa = {b: [0, 0.0] for b in BACKGROUNDS}
     windows = {b: [0, 0] for b in BACKGROUNDS}
@@ -541,9 +545,11 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
     for s in streams:
         result = detect_file(str(folder / s.file), detector, audio)
         hit, ok = match(s.events, result.events, tolerance)
-        for kind, h in zip(s.beep_kinds, hit):
+        for kind, h, src in zip(s.beep_kinds, hit, s.sources or [""] * len(hit)):
             recall[kind][0] += int(h)
             recall[kind][1] += 1
+            by_source[source_of(src)][0] += int(h)
+            by_source[source_of(src)][1] += 1
         for snr, h in zip(s.snr_db or [None] * len(hit), hit):
             if snr is not None:
                 key = list(by_snr)[min(4, max(0, int(snr // 5)))]
@@ -568,6 +574,7 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
         "recall": {k: _ratio(*v) for k, v in recall.items()},
         "recall_all": _ratio(hits, events),
         "recall_by_background": {b: _ratio(*v) for b, v in by_bg.items()},
+        "recall_by_source": {k: _ratio(*v) for k, v in by_source.items()},
         # Over the background where each beep sounds; those at the loudness floor count
         # as the SNR they got.
         "recall_by_snr": {k: _ratio(*v) for k, v in by_snr.items()},
@@ -578,6 +585,12 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
         "false_alarm_list": alarms,
         "seconds": round(time.monotonic() - t0, 2),
     }
+
+
+def source_of(source: str) -> str:
+    """"file" for an event made of a real sound file (a sound theme's chime, a UI kit's
+    jingle), "instrument" for notes of the sampled instruments."""
+    return "file" if source.startswith("file ") else "instrument"
 
 
 def _ratio(hit: int, n: int) -> dict:
@@ -679,6 +692,10 @@ def rows(details: dict) -> list[Row]:
         is_net = key != "tone"
         r, e = m["recall_all"], m["everyday"]
         by_kind = ", ".join(f"{k} {_f(m['recall'][k]['recall'], '.2f')}" for k in KINDS)
+        files = m.get("recall_by_source", {}).get("file")
+        if files and files["events"]:
+            by_kind += (f"; real sound files {_f(files['recall'], '.2f')} "
+                        f"({files['detected']} of {files['events']})")
         out.append(Row(SECTION, f"event recall, {label}", r["recall"], fmt=".3f",
                        target=REAL_RECALL if is_net else None,
                        note=f"{r['detected']} of {r['events']}; {by_kind}"))
@@ -708,14 +725,16 @@ def fewer(tone_count: int, count: int) -> tuple[float | None, str]:
 def wide_table(details: dict, generated: dict | None = None) -> str:
     """One row per detector: recall per beep kind, false alarms per hour per background;
     with ``generated`` (the quality part's details) the generated streams' figures beside."""
-    head = ["detector"] + [f"recall {k}" for k in KINDS] + ["recall all"] + \
-        [f"FA/h {LABELS[b]}" for b in BACKGROUNDS] + ["FA/h everyday"]
+    head = (["detector"] + [f"recall {k}" for k in KINDS] + ["recall real files", "recall all"]
+            + [f"FA/h {LABELS[b]}" for b in BACKGROUNDS] + ["FA/h everyday"])
     gen = (generated or {}).get("detectors", {})
     if gen:
         head += ["generated streams: recall", "generated streams: FA/h"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, m in details["detectors"].items():
         cells = [m["label"]] + [_f(m["recall"][k]["recall"], ".2f") for k in KINDS]
+        f = m.get("recall_by_source", {}).get("file")
+        cells.append(f"{_f(f['recall'], '.2f')} ({f['detected']}/{f['events']})" if f else "—")
         r = m["recall_all"]
         cells.append(f"**{_f(r['recall'], '.3f')}** ({r['detected']}/{r['events']})")
         cells += [_f(m["false_alarms"][b]["per_hour"], ".1f") for b in BACKGROUNDS]
