@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -48,6 +49,18 @@ def notifier(tmp_path, tg, urls, **kw) -> Notifier:
                     retry_initial_seconds=0.1, retry_max_seconds=0.3, **kw)
 
 
+@contextmanager
+def delivering(n: Notifier):
+    """``n`` started; when the block ends, its outbox drained (every channel done with every
+    item), then closed."""
+    n.start()
+    try:
+        yield n
+        wait_for(lambda: n.outbox.pending() == [], 10)
+    finally:
+        n.close(2)
+
+
 def hook(sink) -> str:
     return f"json://127.0.0.1:{sink.port}/hook"
 
@@ -58,15 +71,11 @@ def posts(sink) -> list[dict]:
 
 def test_every_channel_gets_each_message_once_with_its_clip(tmp_path, tg, sink, clip):
     n = notifier(tmp_path, tg, [hook(sink)])
-    n.start()
-    try:
+    with delivering(n):
         n.message("cycle", "Washer finished at 14:02.", audio=clip, title="Beep 14:02")
         n.message("reminder", "Still in the washer.")
         tg.wait_for(None, 2, timeout=15)
         sink.wait_for(lambda r: r.path == "/hook", 2, timeout=15)
-        wait_for(lambda: n.outbox.pending() == [], 10)
-    finally:
-        n.close(2)
     (audio,) = tg.requests("sendAudio")
     assert audio.files["audio"][2] == clip
     first, second = posts(sink)
@@ -80,14 +89,10 @@ def test_every_channel_gets_each_message_once_with_its_clip(tmp_path, tg, sink, 
 def test_a_channel_that_fails_is_retried_alone(tmp_path, tg, sink):
     sink.fail(4, 503)
     n = notifier(tmp_path, tg, [hook(sink)])
-    n.start()
-    try:
+    with delivering(n):
         n.message("cycle", "Washer finished at 14:02.")
         tg.wait_for("sendMessage", 1, timeout=10)
         sink.wait_for(lambda r: r.path == "/hook", 1, timeout=20)
-        wait_for(lambda: n.outbox.pending() == [], 10)
-    finally:
-        n.close(2)
     assert len(sink.received(lambda r: r.path == "/hook")) == 5  # 4 refused, then taken
     assert len(tg.requests("sendMessage")) == 1                  # never sent twice
 
@@ -106,12 +111,8 @@ def test_a_channel_down_resumes_after_a_restart_without_the_others_resending(
     # The next start, with the endpoint back on its port.
     with HttpSink(port) as back:
         n2 = notifier(tmp_path, tg, [hook(back)])
-        n2.start()
-        try:
+        with delivering(n2):
             back.wait_for(lambda r: r.path == "/hook", 1, timeout=15)
-            wait_for(lambda: n2.outbox.pending() == [], 10)
-        finally:
-            n2.close(2)
         assert [p["message"] for p in posts(back)] == ["Washer finished at 14:02."]
     assert back.port == port
     assert len(tg.requests("sendMessage")) == 1
@@ -120,13 +121,9 @@ def test_a_channel_down_resumes_after_a_restart_without_the_others_resending(
 def test_telegram_refusing_a_message_does_not_keep_it_from_the_others(tmp_path, tg, sink):
     tg.fail_next(1, 400, method="sendMessage", description="Bad Request: message is too long")
     n = notifier(tmp_path, tg, [hook(sink)])
-    n.start()
-    try:
+    with delivering(n):
         n.message("cycle", "Washer finished at 14:02.")
         sink.wait_for(lambda r: r.path == "/hook", 1, timeout=15)
-        wait_for(lambda: n.outbox.pending() == [], 10)
-    finally:
-        n.close(2)
     (aside,) = (tmp_path / "outbox" / "rejected").glob("*.json")
     doc = json.loads(aside.read_text())
     assert sorted(doc["sent"]) == sorted(["telegram", n.outbox.channels[1]])
@@ -135,13 +132,9 @@ def test_telegram_refusing_a_message_does_not_keep_it_from_the_others(tmp_path, 
 
 def test_apprise_alone_without_telegram(tmp_path, sink, clip):
     n = notifier(tmp_path, None, [hook(sink)])
-    n.start()
-    try:
+    with delivering(n):
         n.message("start", "garage: listening on USB PnP Sound Device")
         sink.wait_for(lambda r: r.path == "/hook", 1, timeout=15)
-        wait_for(lambda: n.outbox.pending() == [], 10)
-    finally:
-        n.close(2)
     assert posts(sink)[0]["message"] == "garage: listening on USB PnP Sound Device"
 
 
