@@ -435,6 +435,10 @@ def test_recall_and_false_alarms_are_counted_per_event(tmp_path):
     assert m["recall_by_source"] == {"file": {"detected": 1, "events": 2, "recall": 0.5},
                                      "instrument": {"detected": 1, "events": 1,
                                                     "recall": 1.0}}
+    assert m["recall_by_file"] == {"usr__share__sounds__a.wav": {"detected": 1, "events": 1,
+                                                                 "recall": 1.0},
+                                   "usr__share__sounds__b.wav": {"detected": 0, "events": 1,
+                                                                 "recall": 0.0}}
     hours = (60.0 - 3 * (0.3 + 2 * audio.chunk_seconds)) / 3600
     assert m["false_alarms"]["kitchen"] == {"false_alarms": 1, "hours": pytest.approx(hours),
                                            "per_hour": pytest.approx(1 / hours)}
@@ -465,6 +469,11 @@ def test_recall_and_false_alarms_are_counted_per_event(tmp_path):
         "| tone detector | 1.00 | 1.00 | — | 0.00 | 0.50 (1/2) | **0.667** (2/3) | — | — "
         "| 87.6 | — | — | **87.6** (1) |"]
     assert "real sound files 0.50 (1 of 2)" in rows["event recall, tone detector"].note
+    # The files a model caught least, by name; none for the tone detector.
+    assert realsound.caught_least(details) == (
+        "Real sound files BeepNet (m) caught in under half of their events: a (0 of 1), "
+        "b (0 of 1).")
+    assert realsound.caught_least(details, most=1).endswith("a (0 of 1) and 1 more.")
 
 
 # --------------------------------------------------------------------------------------

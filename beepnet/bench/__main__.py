@@ -139,8 +139,9 @@ def _realsound_md(details: dict) -> str:
     if "detectors" not in real:
         why = real.get("skipped") or f"failed: {real.get('error', '?')}"
         return f"Real sounds: not measured ({why})."
+    least = realsound.caught_least(real)
     return "\n\n".join(["## Real sounds", realsound.wide_table(real, details.get("quality")),
-                         realsound.summary(real)])
+                         realsound.summary(real) + (f" {least}" if least else "")])
 
 
 if __name__ == "__main__":

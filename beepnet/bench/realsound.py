@@ -536,6 +536,7 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
     t0 = time.monotonic()
     recall = {k: [0, 0] for k in KINDS}
     by_source = {k: [0, 0] for k in SOURCES}
+    by_file: dict[str, list[int]] = {}
     by_bg = {b: [0, 0] for b in BACKGROUNDS}
     fa = {b: [0, 0.0] for b in BACKGROUNDS}
     windows = {b: [0, 0] for b in BACKGROUNDS}
@@ -550,6 +551,10 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
             recall[kind][1] += 1
             by_source[source_of(src)][0] += int(h)
             by_source[source_of(src)][1] += 1
+            if source_of(src) == "file":
+                n = by_file.setdefault(src.removeprefix("file "), [0, 0])
+                n[0] += int(h)
+                n[1] += 1
         for snr, h in zip(s.snr_db or [None] * len(hit), hit):
             if snr is not None:
                 key = list(by_snr)[min(4, max(0, int(snr // 5)))]
@@ -575,6 +580,7 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
         "recall_all": _ratio(hits, events),
         "recall_by_background": {b: _ratio(*v) for b, v in by_bg.items()},
         "recall_by_source": {k: _ratio(*v) for k, v in by_source.items()},
+        "recall_by_file": {f: _ratio(*v) for f, v in sorted(by_file.items())},
         # Over the background where each beep sounds; those at the loudness floor count
         # as the SNR they got.
         "recall_by_snr": {k: _ratio(*v) for k, v in by_snr.items()},
@@ -591,6 +597,35 @@ def source_of(source: str) -> str:
     """"file" for an event made of a real sound file (a sound theme's chime, a UI kit's
     jingle), "instrument" for notes of the sampled instruments."""
     return "file" if source.startswith("file ") else "instrument"
+
+
+def caught_least(details: dict, most: int = 8) -> str:
+    """For each BeepNet model, the real sound files it caught least (under half of their
+    events): which sounds to listen to first when the real-files figure falls short."""
+    out = []
+    for key, m in details["detectors"].items():
+        by_file = m.get("recall_by_file", {})
+        low = sorted((r["recall"], -r["events"], name) for name, r in by_file.items()
+                     if r["recall"] < 0.5)
+        if key == "tone" or not low:
+            continue
+        least = ", ".join(f"{_file_label(name)} ({by_file[name]['detected']} of "
+                          f"{by_file[name]['events']})" for _, _, name in low[:most])
+        more = f" and {len(low) - most} more" if len(low) > most else ""
+        out.append(f"Real sound files {m['label']} caught in under half of their events: "
+                   f"{least}{more}.")
+    return " ".join(out)
+
+
+_PATH_WORDS = frozenset({"usr", "share", "games", "package", "assets", "sounds", "sprite",
+                         "themes"})
+
+
+def _file_label(name: str) -> str:
+    """A converted file's name (its path inside the package, "/" as "__") without the
+    folders every package has: "kapman/life", "02/audioSprite/celebration"."""
+    parts = [p for p in Path(name).stem.split("__") if p not in _PATH_WORDS]
+    return "/".join(parts[-3:])
 
 
 def _ratio(hit: int, n: int) -> dict:
@@ -819,6 +854,9 @@ def main(argv: list[str] | None = None) -> int:
     print(wide_table(details))
     print()
     print(summary(details))
+    least = caught_least(details)
+    if least:
+        print(least)
     print(f"Streams built (or reused) and scored in {details['seconds']:.0f} s; they are in "
           f"{details['streams']}.")
     if args.json:

@@ -253,10 +253,12 @@ SOURCES: tuple[Source, ...] = (
            (_r("melody", "eval", "usr/share/sounds/kapman/bonus.ogg",
                "usr/share/sounds/kapman/levelup.ogg", "usr/share/sounds/kapman/life.ogg"),)),
     Source("aisleriot", "1:3.22.23-1", "GPL-3+",
-           (_r("melody", "eval", "usr/share/aisleriot/sounds/victory.ogg"),
-            _r("kitchen", "eval", "usr/share/aisleriot/sounds/click.ogg",
+           # victory.ogg is applause (no pitch in it: the recording gnome-robots ships as
+           # victory.ogg and kreversi as reversi-won.wav), not an end signal.
+           (_r("kitchen", "eval", "usr/share/aisleriot/sounds/victory.ogg",
+               "usr/share/aisleriot/sounds/click.ogg",
                "usr/share/aisleriot/sounds/slide.ogg",
-               "usr/share/aisleriot/sounds/splat.ogg"))),
+               "usr/share/aisleriot/sounds/splat.ogg"),)),
     Source("chromium-bsu-data", "0.9.16.1-3", "Clarified-Artistic",
            (_r("kitchen", "eval", *(f"usr/share/games/chromium-bsu/wav/{n}.wav" for n in (
                "boom", "exploBig", "exploPop", "exploStd", "life_lose"))),)),
