@@ -66,9 +66,6 @@ KINDS = ("piezo", "chime", "melody", "single")
 BACKGROUNDS = ("speech", "music", "kitchen", "machine", "quiet")
 LABELS = {"speech": "speech", "music": "music/TV", "kitchen": "kitchen", "machine": "machine",
           "quiet": "quiet"}
-SOURCES = ("file", "instrument")
-"""What events are made of (`source_of`): real sound files are the nearest to the sound
-themes appliances and the maintainers' acceptance set play, and the harder part."""
 GENERATED = ("machine", "quiet")
 """Backgrounds made by the generator; every other one is real recordings."""
 VERSION = 2
@@ -535,7 +532,6 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
     """Recall per beep kind and false alarms per hour per background for one detector."""
     t0 = time.monotonic()
     recall = {k: [0, 0] for k in KINDS}
-    by_source = {k: [0, 0] for k in SOURCES}
     by_file: dict[str, list[int]] = {}
     by_bg = {b: [0, 0] for b in BACKGROUNDS}
     fa = {b: [0, 0.0] for b in BACKGROUNDS}
@@ -549,8 +545,6 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
         for kind, h, src in zip(s.beep_kinds, hit, s.sources or [""] * len(hit)):
             recall[kind][0] += int(h)
             recall[kind][1] += 1
-            by_source[source_of(src)][0] += int(h)
-            by_source[source_of(src)][1] += 1
             if source_of(src) == "file":
                 n = by_file.setdefault(src.removeprefix("file "), [0, 0])
                 n[0] += int(h)
@@ -574,6 +568,8 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
                                "under": under})
     hits, events = sum(v[0] for v in recall.values()), sum(v[1] for v in recall.values())
     n_fa, neg_s = sum(v[0] for v in fa.values()), sum(v[1] for v in fa.values())
+    files = [sum(v[0] for v in by_file.values()), sum(v[1] for v in by_file.values())]
+    by_source = {"file": files, "instrument": [hits - files[0], events - files[1]]}
     return {
         "describe": detector.describe(), "threshold": detector.threshold,
         "recall": {k: _ratio(*v) for k, v in recall.items()},
@@ -595,7 +591,8 @@ def evaluate(detector, streams: list[RealStream], folder: Path, audio: AudioConf
 
 def source_of(source: str) -> str:
     """"file" for an event made of a real sound file (a sound theme's chime, a UI kit's
-    jingle), "instrument" for notes of the sampled instruments."""
+    jingle: the nearest to what appliances and the maintainers' acceptance set play, and
+    the harder part), "instrument" for notes of the sampled instruments."""
     return "file" if source.startswith("file ") else "instrument"
 
 
@@ -604,10 +601,12 @@ def caught_least(details: dict, most: int = 8) -> str:
     events): which sounds to listen to first when the real-files figure falls short."""
     out = []
     for key, m in details["detectors"].items():
+        if key == "tone":
+            continue
         by_file = m.get("recall_by_file", {})
         low = sorted((r["recall"], -r["events"], name) for name, r in by_file.items()
                      if r["recall"] < 0.5)
-        if key == "tone" or not low:
+        if not low:
             continue
         least = ", ".join(f"{_file_label(name)} ({by_file[name]['detected']} of "
                           f"{by_file[name]['events']})" for _, _, name in low[:most])
