@@ -709,6 +709,11 @@ def cmd_model(cfg: Config, args) -> int:
     if m.get("beep_pitches_hz"):
         print("  beep pitches  " + ", ".join(f"{f:.0f}" for f in m["beep_pitches_hz"])
               + " Hz (enrolled: a beep window must hold a tone at one of them)")
+        from .detectors.timbre import describe
+
+        for f, ref in zip(m["beep_pitches_hz"], m.get("beep_timbre") or []):
+            if ref is not None:
+                print(f"  beep timbre   {f:.0f} Hz: {describe(ref)}")
     if metrics:
         print("  validation    " + ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"

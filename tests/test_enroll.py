@@ -137,8 +137,10 @@ def test_live_enrolment_on_the_virtual_microphone(vmic, tmp_path):
     assert len(models) == 1, stdout
     header = read_header(models[0])
     assert "beep" in header.labels
-    # The machine's pitch goes with the model: the detector then wants a tone there.
+    # The machine's pitch goes with the model: the detector then wants a tone there, made
+    # as the machine makes it (its three beeps' timbre).
     assert header.meta["beep_pitches_hz"] == [pytest.approx(PITCH, rel=0.02)]
+    assert header.meta["beep_timbre"][0]["beeps"] == 3, header.meta
     text = cfg.read_text(encoding="utf-8")
     assert "# my settings" in text and "# the learned one" in text, text
     assert detector_settings(cfg) == {"kind": "beepnet", "model": str(models[0])}
@@ -189,6 +191,8 @@ def test_enrol_from_recordings_without_torch_then_switch_back(env, tmp_path):
     info = subprocess.run([sys.executable, "-m", "beepnet", "model", "info", str(model)],
                           env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert re.search(r"^  beep pitches  2\d{3} Hz \(enrolled", info.stdout, re.M), info.stdout
+    assert re.search(r"^  beep timbre   2\d{3} Hz: at half the pitch .* \(over 5 beeps\)$",
+                     info.stdout, re.M), info.stdout
     kept = next((home / ".local" / "share" / "beepnet" / "enroll").iterdir())
     found = json.loads((kept / "beeps.json").read_text())
     assert [round(b["start"]) for b in found] == [3, 11, 20, 27, 35]

@@ -314,7 +314,7 @@ def enroll_model(beep_files: list[Path], room_files: list[Path], base_path: Path
     from ..audio.files import read_audio
     from ..config import DetectorConfig
     from ..enroll.command import fit
-    from ..enroll.find import beep_pitches, find_beeps
+    from ..enroll.find import find_beeps
     from ..enroll.head import write_enrolled
     from ..model.modelfile import read_model_file
 
@@ -327,13 +327,14 @@ def enroll_model(beep_files: list[Path], room_files: list[Path], base_path: Path
     if len(found) < 2:
         raise ValueError(f"enroll found {len(found)} beep(s) in {len(recordings)} recordings")
     base = read_model_file(base_path)
-    head, _, _ = fit(base, recordings, found, room)
-    pitches = beep_pitches(found)
-    write_enrolled(out, base, head, metrics={"enrolled_beeps": len(found)},
-                   data_sha256="realuser-bench", beep_pitches_hz=pitches)
+    fitted = fit(base, recordings, found, room)
+    write_enrolled(out, base, fitted.head, metrics={"enrolled_beeps": len(found)},
+                   data_sha256="realuser-bench", beep_pitches_hz=fitted.pitches,
+                   beep_timbre=fitted.timbres)
     return {"beeps_found": len(found), "recordings": len(recordings),
             "with_a_beep_found": len({b.recording for b in found}),
-            "threshold": head.threshold, "beep_pitches_hz": pitches}
+            "threshold": fitted.head.threshold, "beep_pitches_hz": fitted.pitches,
+            "beep_timbre": fitted.timbres}
 
 
 def _build_model(job: tuple[int, str, str, Path, int, str]) -> tuple[int, str, dict]:
@@ -421,20 +422,21 @@ def _p_beep(paths: dict[str, str], windows: np.ndarray) -> dict[str, np.ndarray]
         out[key] = predict(m.net, windows)[:, m.beep_index] if len(windows) else \
             np.zeros(0, np.float32)
         if m.beep_pitches_hz:
-            _check_pitches(out[key], windows, m.threshold, m.beep_pitches_hz)
+            _check_pitches(out[key], windows, m.threshold, m.beep_pitches_hz, m.beep_timbre)
     return out
 
 
 def _check_pitches(p: np.ndarray, windows: np.ndarray, threshold: float,
-                   pitches: tuple[float, ...]) -> None:
+                   pitches: tuple[float, ...], timbres: tuple = ()) -> None:
     """What the daemon's detector does with an enrolled model (`detectors.beepnet`): a
-    window over the threshold without a tone at the machine's pitches drops under it."""
+    window over the threshold without a tone at the machine's pitches (and timbres) drops
+    under it."""
     from ..detectors.beepnet import pitch_checked, pitch_tracker
 
     tones = pitch_tracker(pitches, SR)
     for i in np.flatnonzero(p >= threshold):
         p[i] = pitch_checked(float(p[i]), threshold, tones,
-                             windows[i].astype(np.float32) / 32767, pitches)
+                             windows[i].astype(np.float32) / 32767, pitches, timbres)
 
 
 def _beep_batch(job: tuple[str, Machine, dict, int, int, float]) -> dict:

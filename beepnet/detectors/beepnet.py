@@ -18,8 +18,11 @@ window it scores as a beep then also needs a tone at one of those pitches (withi
 `PITCH_TOLERANCE`, and at least a little beep-like to the tone tracker: `PITCH_MIN_SCORE`):
 a machine always beeps at its own pitches, and most of what a general model confuses with
 beeps (a flute, a chime on the TV, a spoon on a glass) is at some other pitch, or is a
-note inside a chord. A window without one scores just under the threshold (its class
-probabilities stay as the net gave them).
+note inside a chord. When enroll found enough beeps at a pitch it also keeps their timbre
+(`beepnet.detectors.timbre`: the levels of the harmonics next to the pitch), and the tone
+must then fit it too: that tells a music note at the machine's very pitch from the beep.
+A window without such a tone scores just under the threshold (its class probabilities stay
+as the net gave them).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from beepnet.detectors import timbre
 from beepnet.detectors.base import WindowScore
 from beepnet.detectors.tone import ToneDetector
 from beepnet.model.modelfile import ModelFileError
@@ -57,17 +61,30 @@ def pitch_tracker(pitches: tuple[float, ...], rate: int = 16000) -> ToneDetector
     return ToneDetector(rate, min_hz=max(20.0, lo), max_hz=min(hi, 0.48 * rate))
 
 
-def has_pitch(tones: ToneDetector, x: np.ndarray, pitches: tuple[float, ...]) -> bool:
-    """Whether the window holds a tone at one of ``pitches`` (`PITCH_MIN_SCORE` or more)."""
-    return any(abs(r.freq_hz - f) <= PITCH_TOLERANCE * f and r.score >= PITCH_MIN_SCORE
-               for r in tones.runs(x) for f in pitches)
+def has_pitch(tones: ToneDetector, x: np.ndarray, pitches: tuple[float, ...],
+              timbres: tuple[dict | None, ...] = ()) -> bool:
+    """Whether the window holds a tone at one of ``pitches`` (`PITCH_MIN_SCORE` or more)
+    that fits that pitch's timbre, if ``timbres`` has one for it."""
+    for r in tones.runs(x):
+        if r.score < PITCH_MIN_SCORE:
+            continue
+        for i, f in enumerate(pitches):
+            if abs(r.freq_hz - f) > PITCH_TOLERANCE * f:
+                continue
+            ref = timbres[i] if i < len(timbres) else None
+            if ref is None or timbre.matches(
+                    timbre.measure(x, r.start, r.end, r.freq_hz, tones.sample_rate), ref):
+                return True
+    return False
 
 
 def pitch_checked(score: float, threshold: float, tones: ToneDetector, x: np.ndarray,
-                  pitches: tuple[float, ...]) -> float:
+                  pitches: tuple[float, ...], timbres: tuple[dict | None, ...] = ()
+                  ) -> float:
     """``score`` as an enrolled model gives it: just under ``threshold`` when it passes but
-    the window holds no tone at ``pitches`` (the tracker runs only on such windows)."""
-    if score >= threshold and pitches and not has_pitch(tones, x, pitches):
+    the window holds no tone at ``pitches`` (fitting ``timbres``; the tracker runs only on
+    such windows)."""
+    if score >= threshold and pitches and not has_pitch(tones, x, pitches, timbres):
         return 0.999 * threshold  # under it in float32 too
     return score
 
@@ -108,6 +125,7 @@ class BeepNetDetector:
         self._frame_s = self.net.frame_seconds
         self._tones = ToneDetector(self.sample_rate)
         self.pitches = tuple(self.info.beep_pitches_hz)
+        self.timbres = tuple(self.info.beep_timbre)
         self._pitch_tones = (pitch_tracker(self.pitches, self.sample_rate) if self.pitches
                              else None)
         # Warm-up: the first call pays the runtime's one-off setup (torch's, BLAS buffers).
@@ -118,6 +136,8 @@ class BeepNetDetector:
         runtime = f"; {self.runtime} runtime"
         pitches = (f"; beep at {', '.join(f'{f:.0f}' for f in self.pitches)} Hz"
                    if self.pitches else "")
+        if any(t is not None for t in self.timbres):
+            pitches += " and its timbre"
         return (f"beepnet model {Path(self.info.path).name} ({', '.join(self.labels)}; "
                 f"threshold {self.threshold:.2f}{pitches}{runtime})")
 
@@ -131,13 +151,14 @@ class BeepNetDetector:
         labels = {name: float(p) for name, p in zip(self.labels, probs)}
         score = labels["beep"]
         start = end = None
-        score = pitch_checked(score, self.threshold, self._pitch_tones, x[:n], self.pitches)
+        score = pitch_checked(score, self.threshold, self._pitch_tones, x[:n], self.pitches,
+                              self.timbres)
         if score >= self.threshold:
             start, end = self._locate(x[:n], frame_p, n / self.sample_rate)
         return WindowScore(score=score, labels=labels, start=start, end=end)
 
     def _has_pitch(self, x: np.ndarray) -> bool:
-        return has_pitch(self._pitch_tones, x, self.pitches)
+        return has_pitch(self._pitch_tones, x, self.pitches, self.timbres)
 
     def _torch_probs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities of the window and P(beep) per frame, by torch."""

@@ -30,11 +30,16 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..config import Config
+
+if TYPE_CHECKING:
+    from .clips import Split
+    from .head import Head
 
 log = logging.getLogger(__name__)
 
@@ -279,23 +284,40 @@ def _between_beeps(recordings: list[np.ndarray], beeps) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
-def fit(base, recordings, beeps, room):
-    """The base model's head refitted on the found beeps and the room: (the head, the
-    train/held-out split, the window in samples). No file is written."""
+@dataclass(frozen=True)
+class Fitted:
+    """What `fit` made: the new head, the machine's beep pitches and their timbres, the
+    train/held-out split and the window in samples."""
+
+    head: Head
+    pitches: list[float]
+    timbres: list[dict | None]
+    split: Split
+    size: int
+
+
+def fit(base, recordings, beeps, room) -> Fitted:
+    """The base model's head refitted on the found beeps and the room, with the beeps'
+    pitches and timbres. No file is written."""
     from ..model.npnet import NumpyBeepNet, limit_blas_threads
     from . import clips
-    from .head import fit_head
+    from .find import beep_pitches, beep_timbres
+    from .head import THRESHOLD_RANGE, TIMBRE_CHECKED_MAX, fit_head
 
     limit_blas_threads(1)
     net = NumpyBeepNet(base.arch, base.tensors)
     size = int(round(float(base.meta.get("window_seconds", 3.0)) * SAMPLE_RATE))
+    pitches = beep_pitches(beeps)
+    timbres = beep_timbres(recordings, beeps, pitches)
     s = clips.split(recordings, beeps, room, size)
     rng = np.random.default_rng(0)
     # Generated one at a time as the features are computed: as a list they would be 100 MB.
     others = itertools.chain(clips.room_clips(s, TRAIN_ROOM, size, rng),
                              clips.hard_negatives(s, TRAIN_HARD, size, rng))
-    head = fit_head(base, net, clips.beep_clips(s, TRAIN_BEEPS, size, rng), others)
-    return head, s, size
+    checked = bool(timbres) and all(t is not None for t in timbres)
+    head = fit_head(base, net, clips.beep_clips(s, TRAIN_BEEPS, size, rng), others,
+                    highest=TIMBRE_CHECKED_MAX if checked else THRESHOLD_RANGE[1])
+    return Fitted(head, pitches, timbres, s, size)
 
 
 def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_path: Path):
@@ -303,11 +325,10 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
     from ..model.compare import load_in_use, score_detector
     from ..model.modelfile import ModelFileError
     from . import clips
-    from .find import beep_pitches
     from .head import write_enrolled
 
-    head, s, size = fit(base, recordings, beeps, room)
-    pitches = beep_pitches(beeps)
+    fitted = fit(base, recordings, beeps, room)
+    head, s, size = fitted.head, fitted.split, fitted.size
     hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
     sha = hashlib.sha256()
     for x in [*recordings, room]:
@@ -316,7 +337,7 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
                round(len(room) / SAMPLE_RATE, 1), "base_model": Path(base_path).name}
     try:
         write_enrolled(model_path, base, head, metrics=metrics, data_sha256=sha.hexdigest(),
-                       beep_pitches_hz=pitches)
+                       beep_pitches_hz=fitted.pitches, beep_timbre=fitted.timbres)
         os.chmod(model_path, 0o644)  # the service's own user reads it
     except OSError as e:
         raise EnrollError(f"cannot write {model_path}: {e.strerror or e}") from None
@@ -341,7 +362,7 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
                     "heldout_false_positives": new.false_positives})
     try:
         write_enrolled(model_path, base, head, metrics=metrics, data_sha256=sha.hexdigest(),
-                       beep_pitches_hz=pitches)
+                       beep_pitches_hz=fitted.pitches, beep_timbre=fitted.timbres)
         os.chmod(model_path, 0o644)
     except (OSError, ModelFileError) as e:
         raise EnrollError(f"cannot write {model_path}: {e}") from None

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..audio.gate import frame_levels
+from ..detectors import timbre
 from ..detectors.tone import ToneDetector
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,19 @@ def beep_pitches(beeps: list[FoundBeep], min_share: float = 0.1) -> list[float]:
         else:
             groups.append([f])
     return [float(np.median(g)) for g in groups if len(g) >= max(1, min_share * len(beeps))]
+
+
+def beep_timbres(recordings: list[np.ndarray], beeps: list[FoundBeep],
+                 pitches: list[float], rate: int = SAMPLE_RATE) -> list[dict | None]:
+    """The timbre of the machine's beep at each of ``pitches`` (`detectors.timbre.ranges`
+    over the found beeps of that pitch, measured in their recordings), None where too few
+    beeps were found at it."""
+    out = []
+    for f in pitches:
+        mine = [b for b in beeps if abs(b.freq_hz - f) <= PITCH_GROUP * f]
+        out.append(timbre.ranges(timbre.measure(recordings[b.recording], b.start, b.end,
+                                                b.freq_hz, rate) for b in mine))
+    return out
 
 
 def beep_table(beeps: list[FoundBeep], names: list[str]) -> str:

@@ -104,6 +104,9 @@ class ModelInfo:
     path: str = ""
     beep_pitches_hz: tuple[float, ...] = ()
     """An enrolled model's beep pitches (`write_model_file`); () for a general model."""
+    beep_timbre: tuple[dict | None, ...] = ()
+    """The timbre of the beep at each of ``beep_pitches_hz`` (`beepnet.detectors.timbre`),
+    None where enroll found too few beeps; () for a model without one."""
 
     @property
     def beep_index(self) -> int:
@@ -118,7 +121,9 @@ class ModelInfo:
                    metrics=dict(m.get("metrics") or {}),
                    data_sha256=str(m.get("data_sha256", "")),
                    beepnet_version=str(m.get("beepnet_version", "")), path=mf.path,
-                   beep_pitches_hz=_pitches(mf.path, m.get("beep_pitches_hz", [])))
+                   beep_pitches_hz=_pitches(mf.path, m.get("beep_pitches_hz", [])),
+                   beep_timbre=_timbre(mf.path, m.get("beep_timbre", []),
+                                       len(m.get("beep_pitches_hz", []))))
 
 
 def _pitches(path: str, value: Any) -> tuple[float, ...]:
@@ -126,6 +131,18 @@ def _pitches(path: str, value: Any) -> tuple[float, ...]:
             or not all(isinstance(f, (int, float)) and 20 <= f <= 20000 for f in value)):
         raise ModelFileError(f"{path}: beep_pitches_hz must be a list of frequencies in Hz")
     return tuple(float(f) for f in value)
+
+
+def _timbre(path: str, value: Any, pitches: int) -> tuple[dict | None, ...]:
+    from ..detectors.timbre import check_reference
+
+    if value == []:
+        return ()
+    if (not isinstance(value, list) or len(value) != pitches
+            or not all(check_reference(v) for v in value)):
+        raise ModelFileError(f"{path}: beep_timbre must hold one timbre (or null) per beep "
+                             "pitch")
+    return tuple(value)
 
 
 def first_line(e: BaseException) -> str:
@@ -322,12 +339,15 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
                      labels: list[str], threshold: float, *, metrics: dict | None = None,
                      data_sha256: str = "", window_seconds: float = 3.0,
                      hop_seconds: float = 1.5, created: str | None = None,
-                     beep_pitches_hz: list[float] | tuple[float, ...] = ()) -> None:
+                     beep_pitches_hz: list[float] | tuple[float, ...] = (),
+                     beep_timbre: list | tuple = ()) -> None:
     """Write a model file atomically (a half-written file never replaces a good one).
 
     ``beep_pitches_hz``: the pitches of the one machine's beep a model was made for
     (`beepnet enroll`); the detector then also wants a tone at one of them (see
-    `beepnet.detectors.beepnet`). Empty for a general model."""
+    `beepnet.detectors.beepnet`). Empty for a general model. ``beep_timbre``: one
+    `beepnet.detectors.timbre.ranges` (or None) per pitch, which that tone must then fit;
+    empty for none."""
     import numpy as np
     from safetensors.numpy import save
 
@@ -343,6 +363,10 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
     }
     if beep_pitches_hz:
         blob["beep_pitches_hz"] = [round(float(f), 1) for f in beep_pitches_hz]
+    if beep_timbre:
+        if len(beep_timbre) != len(beep_pitches_hz):
+            raise ValueError("beep_timbre needs one entry per beep pitch")
+        blob["beep_timbre"] = list(beep_timbre)
     arrays = {}
     for name, v in tensors.items():
         v = np.asarray(v)

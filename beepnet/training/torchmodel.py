@@ -50,14 +50,15 @@ def build_net(arch: NetConfig | OriginalConfig) -> BeepNet | OriginalBeepNet:
 def save_model(path: str | os.PathLike, net: BeepNet | OriginalBeepNet, labels: list[str],
                threshold: float, *, metrics: dict | None = None, data_sha256: str = "",
                window_seconds: float = 3.0, hop_seconds: float = 1.5,
-               created: str | None = None, beep_pitches_hz: tuple[float, ...] = ()) -> None:
-    """Write ``net`` as a model file, atomically; ``beep_pitches_hz``: an enrolled model's
-    (`beepnet.model.modelfile.write_model_file`)."""
+               created: str | None = None, beep_pitches_hz: tuple[float, ...] = (),
+               beep_timbre: tuple = ()) -> None:
+    """Write ``net`` as a model file, atomically; ``beep_pitches_hz`` and ``beep_timbre``:
+    an enrolled model's (`beepnet.model.modelfile.write_model_file`)."""
     tensors = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
     write_model_file(path, tensors, net.cfg, labels, threshold, metrics=metrics,
                      data_sha256=data_sha256, window_seconds=window_seconds,
                      hop_seconds=hop_seconds, created=created,
-                     beep_pitches_hz=beep_pitches_hz)
+                     beep_pitches_hz=beep_pitches_hz, beep_timbre=beep_timbre)
 
 
 def load_model(path: str | os.PathLike) -> ModelInfo:

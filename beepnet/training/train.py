@@ -590,11 +590,13 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     probs = predict(net, audio[val_rows])
     p_beep, is_beep = probs[:, 0], y[val_rows] == 0
     pitches: tuple[float, ...] = ()
+    timbres: tuple = ()
     if feedback is not None:
         # The start model's threshold was set on real negatives (or the owner's room, by
         # enroll); the validation clips here are too few to set a false-alarm rate.
         threshold, rule = float(start.threshold), f"kept from {Path(start.path).name}"
         pitches = tuple(start.beep_pitches_hz or ())
+        timbres = tuple(start.beep_timbre or ())
     else:
         threshold, rule = pick_threshold(p_beep, is_beep)
     val = metrics(p_beep, is_beep, threshold)
@@ -605,7 +607,8 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     def write(path: Path) -> None:
         save_model(path, net, labels, threshold, metrics=val,
                    data_sha256=data_hash(list(zip(df.rel, df.label))),
-                   window_seconds=WINDOW_S, hop_seconds=HOP_S, beep_pitches_hz=pitches)
+                   window_seconds=WINDOW_S, hop_seconds=HOP_S, beep_pitches_hz=pitches,
+                   beep_timbre=timbres)
 
     sets = [("held-out clips", val_rows, 0)]
     if feedback is not None:
