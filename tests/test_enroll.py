@@ -179,6 +179,8 @@ def test_enrol_from_recordings_without_torch_then_switch_back(env, tmp_path):
     imported = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \| +(\S+)\s*$", r.stderr, re.M))
     assert "numpy" in imported and not imported & set(FORBIDDEN), imported & set(FORBIDDEN)
     assert "found 5 beeps in 40 s" in r.stdout, r.stdout
+    assert re.search(r"^the beep at 2\d{3} Hz: at half the pitch .* \(over 5 beeps\)$",
+                     r.stdout, re.M), r.stdout
     assert len(found_pitches(r.stdout)) == 5
     assert all(abs(f - PITCH) < 0.02 * PITCH for f in found_pitches(r.stdout)), r.stdout
     assert "no room recording: using the" in r.stdout

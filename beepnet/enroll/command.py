@@ -324,11 +324,15 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
     """Fit, write and score the new model; (its Score, the model in use's Score or None)."""
     from ..model.compare import load_in_use, score_detector
     from ..model.modelfile import ModelFileError
+    from ..detectors.timbre import describe
     from . import clips
     from .head import write_enrolled
 
     fitted = fit(base, recordings, beeps, room)
     head, s, size = fitted.head, fitted.split, fitted.size
+    for f, ref in zip(fitted.pitches, fitted.timbres):
+        say(f"the beep at {f:.0f} Hz: " + (describe(ref) if ref is not None else
+                                           "too few beeps to learn its timbre"))
     hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
     sha = hashlib.sha256()
     for x in [*recordings, room]:
