@@ -86,7 +86,7 @@ def _enrolled(tmp_path, harmonics, name: str, with_timbre: bool = True):
     found = find_beeps(x)
     assert len(found) == 5
     pitches = beep_pitches(found)
-    timbres = beep_timbres([x], found, pitches)
+    timbres = beep_timbres([x], found)
     assert len(pitches) == 1 and timbres[0]["beeps"] == 5
     base = read_model_file(find_default_model())
     w, b, beep = old_head(base)

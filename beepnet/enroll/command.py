@@ -308,7 +308,7 @@ def fit(base, recordings, beeps, room) -> Fitted:
     net = NumpyBeepNet(base.arch, base.tensors)
     size = int(round(float(base.meta.get("window_seconds", 3.0)) * SAMPLE_RATE))
     pitches = beep_pitches(beeps)
-    timbres = beep_timbres(recordings, beeps, pitches)
+    timbres = beep_timbres(recordings, beeps)
     s = clips.split(recordings, beeps, room, size)
     rng = np.random.default_rng(0)
     # Generated one at a time as the features are computed: as a list they would be 100 MB.

@@ -91,30 +91,32 @@ PITCH_GROUP = 0.03
 """Found beeps within this (relative) of each other are one pitch of the machine."""
 
 
-def beep_pitches(beeps: list[FoundBeep], min_share: float = 0.1) -> list[float]:
-    """The machine's beep pitches: the found beeps' frequencies grouped (within
-    `PITCH_GROUP`), each group's median, in Hz; a group of less than ``min_share`` of the
-    beeps (a tone of the room that passed for one) is left out."""
-    groups: list[list[float]] = []
-    for f in sorted(b.freq_hz for b in beeps):
-        if groups and f - groups[-1][0] <= PITCH_GROUP * groups[-1][0]:
-            groups[-1].append(f)
+def pitch_groups(beeps: list[FoundBeep], min_share: float = 0.1) -> list[list[FoundBeep]]:
+    """The found beeps grouped by pitch (within `PITCH_GROUP` of a group's lowest), lowest
+    first; a group of less than ``min_share`` of the beeps (a tone of the room that passed
+    for one) is left out."""
+    groups: list[list[FoundBeep]] = []
+    for b in sorted(beeps, key=lambda b: b.freq_hz):
+        if groups and b.freq_hz - groups[-1][0].freq_hz <= PITCH_GROUP * groups[-1][0].freq_hz:
+            groups[-1].append(b)
         else:
-            groups.append([f])
-    return [float(np.median(g)) for g in groups if len(g) >= max(1, min_share * len(beeps))]
+            groups.append([b])
+    return [g for g in groups if len(g) >= max(1, min_share * len(beeps))]
+
+
+def beep_pitches(beeps: list[FoundBeep], min_share: float = 0.1) -> list[float]:
+    """The machine's beep pitches: each `pitch_groups` group's median frequency, in Hz."""
+    return [float(np.median([b.freq_hz for b in g])) for g in pitch_groups(beeps, min_share)]
 
 
 def beep_timbres(recordings: list[np.ndarray], beeps: list[FoundBeep],
-                 pitches: list[float], rate: int = SAMPLE_RATE) -> list[dict | None]:
-    """The timbre of the machine's beep at each of ``pitches`` (`detectors.timbre.ranges`
-    over the found beeps of that pitch, measured in their recordings), None where too few
-    beeps were found at it."""
-    out = []
-    for f in pitches:
-        mine = [b for b in beeps if abs(b.freq_hz - f) <= PITCH_GROUP * f]
-        out.append(timbre.ranges(timbre.measure(recordings[b.recording], b.start, b.end,
-                                                b.freq_hz, rate) for b in mine))
-    return out
+                 rate: int = SAMPLE_RATE) -> list[dict | None]:
+    """The timbre of the machine's beep at each of its `beep_pitches`
+    (`detectors.timbre.ranges` over the found beeps of that pitch, measured in their
+    recordings), None where too few beeps were found at it."""
+    return [timbre.ranges(timbre.measure(recordings[b.recording], b.start, b.end, b.freq_hz,
+                                         rate) for b in g)
+            for g in pitch_groups(beeps)]
 
 
 def beep_table(beeps: list[FoundBeep], names: list[str]) -> str:
