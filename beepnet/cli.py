@@ -624,6 +624,8 @@ def cmd_train(cfg: Config, args) -> int:
               file=sys.stderr)
         return 1
     v = r.val
+    if r.machine is not None:
+        print(r.machine.describe())
     for c in r.scores or []:
         print(side_by_side(c.new, c.current, c.title))
     if not r.scores and r.note:
@@ -708,7 +710,7 @@ def cmd_model(cfg: Config, args) -> int:
           f"  training data sha256 {m.get('data_sha256') or '?'}")
     if m.get("beep_pitches_hz"):
         print("  beep pitches  " + ", ".join(f"{f:.0f}" for f in m["beep_pitches_hz"])
-              + " Hz (enrolled: a beep window must hold a tone at one of them)")
+              + " Hz (one machine's beep: a beep window must hold a tone at one of them)")
         from .detectors.timbre import describe
 
         for f, ref in zip(m["beep_pitches_hz"], m.get("beep_timbre") or []):

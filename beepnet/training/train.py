@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..enroll.head import TIMBRE_CHECKED_MAX
+from . import machinebeep
 
 if TYPE_CHECKING:
     from ..config import DetectorConfig
@@ -325,6 +327,8 @@ class TrainResult:
     """How the clips were grouped into takes for the split."""
     owner: dict | None = None
     """With corrections: {"windows", "alerts", "held_out_alerts", "repeat", "labels"}."""
+    machine: "machinebeep.MachineBeep | None" = None
+    """The beep's pitches and timbres when the beep clips are one machine's."""
 
     @property
     def worse(self) -> bool:
@@ -591,6 +595,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     p_beep, is_beep = probs[:, 0], y[val_rows] == 0
     pitches: tuple[float, ...] = ()
     timbres: tuple = ()
+    machine = None
     if feedback is not None:
         # The start model's threshold was set on real negatives (or the owner's room, by
         # enroll); the validation clips here are too few to set a false-alarm rate.
@@ -598,7 +603,15 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
         pitches = tuple(start.beep_pitches_hz or ())
         timbres = tuple(start.beep_timbre or ())
     else:
+        machine = _machine_beep(arch, audio, tr[y[tr] == 0], seed)
+        if machine is not None:
+            # Scored as the detector will score them: no tone at the pitch, no alert.
+            pitches, timbres = machine.pitches, machine.timbres
+            p_beep = machinebeep.gated(p_beep, _floats(audio[val_rows]), machine, SR)
         threshold, rule = pick_threshold(p_beep, is_beep)
+        if machine is not None and machine.timbre_checked and threshold > TIMBRE_CHECKED_MAX:
+            threshold, rule = TIMBRE_CHECKED_MAX, f"{rule}, at most {TIMBRE_CHECKED_MAX:g} " \
+                "with the timbre check"
     val = metrics(p_beep, is_beep, threshold)
     val.update(val_loss=best[0], best_epoch=best[2], threshold_rule=rule)
     if owner is not None:
@@ -621,7 +634,24 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
         current, force, always_guard=feedback is not None)
     return TrainResult(threshold, rule, val, ran, time.monotonic() - t0, path=str(saved),
                        rejected=saved != Path(out), scores=scores, note=note,
-                       grouping=grouping, owner=owner)
+                       grouping=grouping, owner=owner, machine=machine)
+
+
+def _floats(clips: np.ndarray) -> list[np.ndarray]:
+    return [c.astype(np.float32) / 32767 for c in clips]
+
+
+def _machine_beep(arch: str, audio: np.ndarray, beep_rows: np.ndarray, seed: int
+                  ) -> "machinebeep.MachineBeep | None":
+    """The beep of a one-machine set, learned from its training beep clips
+    (`machinebeep.learn`); None for the original net, which is kept as its author built it
+    (the baseline `make bench-realuser` compares with)."""
+    if arch != "beepnet" or not len(beep_rows):
+        return None
+    machine = machinebeep.learn(_floats(audio[beep_rows]), SR, seed)
+    if machine is not None:
+        log.info("%s", machine.describe())
+    return machine
 
 
 def rejected_path(out: Path) -> Path:

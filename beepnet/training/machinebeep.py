@@ -1,0 +1,88 @@
+"""Whether a training set's beeps are one machine's, and that machine's pitches and timbres.
+
+`beepnet enroll` learns the pitches and timbre of the owner's beep and the detector then
+wants a tone at one of those pitches, with that timbre, before it alerts
+(`beepnet.detectors.beepnet.has_pitch`): music notes and TV jingles the net takes for a
+beep rarely sit at the machine's pitch with its harmonics. `beepnet train` on the chunks
+of one machine and room (the README's `train --init default` path) learns the same from
+its beep clips, so that a model trained on ~40 beep and ~600 other chunks checks its beep
+as an enrolled one does.
+
+A set is one machine's when the pitch check would let through at least `ONE_MACHINE_SHARE`
+of its own beep clips. A set of many machines (`beepnet synth`'s, for the shipped model)
+has no pitch shared by enough of its beeps and gets no check.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..detectors.beepnet import has_pitch, pitch_tracker
+from ..enroll.find import beep_pitches, beep_timbres, find_beeps
+
+log = logging.getLogger(__name__)
+
+ONE_MACHINE_SHARE = 0.95
+"""The share of a set's beep clips the learned pitch check must keep for it to be used: on
+`make bench-realuser`'s six machines it keeps all 40 of each machine's beep chunks; in
+the 2,560 beep clips of many makes that `make model` trains on (200 searched, three
+samples tried) no pitch is common enough to be found at all; in `beepnet synth --preset
+user`'s one generated appliance, beeps under a loud washer often go unfound and the check
+would keep 89 % (seed 3), so that set gets none."""
+
+MAX_CLIPS = 200
+"""At most this many beep clips are searched for the pitch (a random sample of a larger
+set): one machine's pitch shows in any 200 of its clips, and a set of many makes is not
+searched clip by clip for long."""
+
+
+@dataclass(frozen=True)
+class MachineBeep:
+    """The beep of a one-machine set: its pitches (Hz), their timbres (or None each), and
+    the share of the set's beep clips that the check keeps."""
+
+    pitches: tuple[float, ...]
+    timbres: tuple[dict | None, ...]
+    kept: float
+
+    @property
+    def timbre_checked(self) -> bool:
+        return bool(self.timbres) and all(t is not None for t in self.timbres)
+
+    def describe(self) -> str:
+        hz = ", ".join(f"{f:.0f}" for f in self.pitches)
+        what = "pitch and timbre" if self.timbre_checked else "pitch"
+        return (f"the beep clips are one machine's (a tone at {hz} Hz in "
+                f"{self.kept:.0%} of them): the model also checks the beep's {what}")
+
+
+def learn(clips: list[np.ndarray], rate: int, seed: int = 0) -> MachineBeep | None:
+    """The machine's beep if ``clips`` (float32 beep windows) are one machine's, else None."""
+    if len(clips) > MAX_CLIPS:
+        pick = np.random.default_rng(seed).choice(len(clips), MAX_CLIPS, replace=False)
+        clips = [clips[i] for i in sorted(pick)]
+    beeps = [b for i, x in enumerate(clips) for b in find_beeps(x, i, rate=rate)]
+    pitches = tuple(beep_pitches(beeps))
+    if not pitches:
+        log.info("no beep pitch common to the beep clips: no pitch check")
+        return None
+    timbres = tuple(beep_timbres(clips, beeps, rate))
+    tones = pitch_tracker(pitches, rate)
+    kept = float(np.mean([has_pitch(tones, x, pitches, timbres) for x in clips]))
+    if kept < ONE_MACHINE_SHARE:
+        log.info("a tone at %s Hz in only %.0f%% of the beep clips: not one machine's "
+                 "beep, no pitch check", ", ".join(f"{f:.0f}" for f in pitches), 100 * kept)
+        return None
+    return MachineBeep(pitches, timbres, kept)
+
+
+def gated(p_beep: np.ndarray, clips: list[np.ndarray], beep: MachineBeep, rate: int
+          ) -> np.ndarray:
+    """P(beep) of ``clips`` as the detector scores them with the pitch check: 0 where the
+    clip holds no tone at the machine's pitches and timbres (for choosing a threshold)."""
+    tones = pitch_tracker(beep.pitches, rate)
+    keep = np.array([has_pitch(tones, x, beep.pitches, beep.timbres) for x in clips], bool)
+    return np.where(keep, p_beep, 0.0)

@@ -1,0 +1,100 @@
+"""`beepnet train` on one machine's chunks learns its beep's pitch and timbre, as `beepnet
+enroll` does, and the detector then checks them; a set of many machines gets no such check.
+
+Real parts: clips of the real generator's sounds in the folders a user labels, `beepnet
+train --init default` run as users run it, the model file it writes (`beepnet model info`),
+and the daemon's numpy detector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from procs import run_beepnet
+
+from beepnet.detectors.beepnet import BeepNetDetector
+from beepnet.model.modelfile import read_model_file, write_model_file
+from beepnet.training import synth
+from beepnet.training.dataset import make_clip
+
+SR = 16000
+PITCH = 2000.0
+"""Its third harmonic (where the generated piezo's timbre is: -10.5 dB) is measured."""
+
+
+def _beeps(harmonics=synth.PIEZO_HARMONICS) -> np.ndarray:
+    """The machine's beep: three 250-ms beeps of its piezo."""
+    one = synth.beep(PITCH, 0.25, harmonics=harmonics)
+    return synth._place([(0.0, one), (0.45, one), (0.9, one)], SR)
+
+
+def _background(rng: np.random.Generator, i: int) -> np.ndarray:
+    kind = i % 3
+    if kind == 0:
+        return synth.room(rng, 3.0)
+    if kind == 1:
+        return synth.washer(rng, 3.0, phase=str(rng.choice(["wash", "drain", "spin"])))
+    return synth.speech_like(rng, 3.0)
+
+
+def _write(root: Path, label: str, name: str, x: np.ndarray) -> None:
+    (root / label).mkdir(parents=True, exist_ok=True)
+    sf.write(root / label / f"{name}.wav", synth.set_peak_dbfs(x, -12.0), SR, subtype="PCM_16")
+
+
+def _one_machine(root: Path) -> None:
+    """40 beep chunks of one machine in one home and 80 of its other sounds (music among
+    them), each chunk a take of its own."""
+    rng = np.random.default_rng(7)
+    for i in range(40):
+        x = synth.mix(_background(rng, i), _beeps(), float(rng.uniform(0.1, 1.5)),
+                      float(rng.uniform(8, 20)))
+        _write(root, "beep", f"beep{i:03d}_0", x)
+    for i in range(80):
+        x = synth.music_like(rng, 3.0) if i % 4 == 3 else _background(rng, i)
+        _write(root, "not_beep", f"other{i:03d}_0", x)
+
+
+def test_one_machines_chunks_teach_its_pitch_and_timbre(tmp_path):
+    data, model = tmp_path / "washer", tmp_path / "washer.safetensors"
+    _one_machine(data)
+    r = run_beepnet("train", str(data), "--init", "default", "--out", str(model),
+                    "--epochs", "2", "--threads", "2")
+    assert r.returncode == 0, r.stderr
+    assert "the beep clips are one machine's (a tone at 20" in r.stdout, r.stdout
+    assert "also checks the beep's pitch and timbre" in r.stdout, r.stdout
+    info = read_model_file(model)
+    pitches = info.meta["beep_pitches_hz"]
+    assert any(abs(f - PITCH) < 0.03 * PITCH for f in pitches), pitches
+    assert info.meta["beep_timbre"] and all(t is not None for t in info.meta["beep_timbre"])
+    assert info.threshold <= 0.7
+    r = run_beepnet("model", "info", str(model))
+    assert r.returncode == 0 and "beep pitches" in r.stdout and "beep timbre" in r.stdout
+
+    # New recordings: the machine's beep is heard; a pure tone at its pitch (a music note,
+    # a TV jingle) is not, though the same net without the check takes it for a beep.
+    rng = np.random.default_rng(99)
+    quiet = synth.room(rng, 3.0)
+    beep = synth.mix(quiet, _beeps(), 1.0, 15.0).astype(np.float32)
+    note = synth.mix(quiet, _beeps(harmonics=(1.0,)), 1.0, 15.0).astype(np.float32)
+    plain = tmp_path / "plain.safetensors"
+    write_model_file(plain, info.tensors, info.arch, list(info.labels), info.threshold)
+    checked, unchecked = BeepNetDetector(model), BeepNetDetector(plain)
+    assert checked.score(beep).score >= checked.threshold
+    assert unchecked.score(note).score >= unchecked.threshold, "the net alone rejects it"
+    assert checked.score(note).score < checked.threshold
+
+
+def test_a_set_of_many_machines_gets_no_pitch_check(tmp_path):
+    data, model = tmp_path / "many", tmp_path / "many.safetensors"
+    for i in range(60):
+        label = "beep" if i < 30 else ["washer", "other", "speech"][i % 3]
+        audio, info = make_clip(5, i, label)
+        _write(data, label, f"{info.group}_{i:06d}", audio)
+    r = run_beepnet("train", str(data), "--out", str(model), "--epochs", "1", "--threads", "2")
+    assert r.returncode == 0, r.stderr
+    assert "one machine's" not in r.stdout, r.stdout
+    assert read_model_file(model).meta.get("beep_pitches_hz") in (None, [])
