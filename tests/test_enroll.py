@@ -192,7 +192,8 @@ def test_enrol_from_recordings_without_torch_then_switch_back(env, tmp_path):
     assert read_header(model).meta["beep_pitches_hz"] == [pytest.approx(PITCH, rel=0.02)]
     info = subprocess.run([sys.executable, "-m", "beepnet", "model", "info", str(model)],
                           env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert re.search(r"^  beep pitches  2\d{3} Hz \(one machine's beep", info.stdout, re.M), info.stdout
+    assert re.search(r"^  beep pitches  2\d{3} Hz \(one machine's beep", info.stdout,
+                     re.M), info.stdout
     assert re.search(r"^  beep timbre   2\d{3} Hz: at half the pitch .* \(over 5 beeps\)$",
                      info.stdout, re.M), info.stdout
     kept = next((home / ".local" / "share" / "beepnet" / "enroll").iterdir())
