@@ -28,7 +28,7 @@ numpy only (the daemon's runtime); it runs on the few windows that pass the thre
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -112,6 +112,13 @@ def matches(levels: Mapping[str, float | None], reference: Mapping | None) -> bo
         if v > max(span[1] + MARGIN_UPPER_DB, ALWAYS_ALLOWED_DB):
             return False
     return True
+
+
+def every_pitch_has_one(timbres: Sequence[Mapping | None]) -> bool:
+    """Whether each of a beep's pitches has its timbre (``timbres``: one `ranges` or None
+    per pitch): then the timbre check stands behind every alert and the threshold may be
+    lower (`beepnet.enroll.head.TIMBRE_CHECKED_MAX`)."""
+    return bool(timbres) and all(t is not None for t in timbres)
 
 
 def describe(reference: Mapping) -> str:

@@ -299,6 +299,7 @@ class Fitted:
 def fit(base, recordings, beeps, room) -> Fitted:
     """The base model's head refitted on the found beeps and the room, with the beeps'
     pitches and timbres. No file is written."""
+    from ..detectors import timbre
     from ..model.npnet import NumpyBeepNet, limit_blas_threads
     from . import clips
     from .find import beep_pitches, beep_timbres
@@ -314,9 +315,9 @@ def fit(base, recordings, beeps, room) -> Fitted:
     # Generated one at a time as the features are computed: as a list they would be 100 MB.
     others = itertools.chain(clips.room_clips(s, TRAIN_ROOM, size, rng),
                              clips.hard_negatives(s, TRAIN_HARD, size, rng))
-    checked = bool(timbres) and all(t is not None for t in timbres)
     head = fit_head(base, net, clips.beep_clips(s, TRAIN_BEEPS, size, rng), others,
-                    highest=TIMBRE_CHECKED_MAX if checked else THRESHOLD_RANGE[1])
+                    highest=TIMBRE_CHECKED_MAX if timbre.every_pitch_has_one(timbres)
+                    else THRESHOLD_RANGE[1])
     return Fitted(head, pitches, timbres, s, size)
 
 

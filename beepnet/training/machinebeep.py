@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..detectors import timbre
 from ..detectors.beepnet import has_pitch, pitch_tracker
 from ..enroll.find import beep_pitches, beep_timbres, find_beeps
 
@@ -50,7 +51,7 @@ class MachineBeep:
 
     @property
     def timbre_checked(self) -> bool:
-        return bool(self.timbres) and all(t is not None for t in self.timbres)
+        return timbre.every_pitch_has_one(self.timbres)
 
     def describe(self) -> str:
         hz = ", ".join(f"{f:.0f}" for f in self.pitches)
@@ -70,8 +71,7 @@ def learn(clips: list[np.ndarray], rate: int, seed: int = 0) -> MachineBeep | No
         log.info("no beep pitch common to the beep clips: no pitch check")
         return None
     timbres = tuple(beep_timbres(clips, beeps, rate))
-    tones = pitch_tracker(pitches, rate)
-    kept = float(np.mean([has_pitch(tones, x, pitches, timbres) for x in clips]))
+    kept = float(np.mean(_kept(clips, pitches, timbres, rate)))
     if kept < ONE_MACHINE_SHARE:
         log.info("a tone at %s Hz in only %.0f%% of the beep clips: not one machine's "
                  "beep, no pitch check", ", ".join(f"{f:.0f}" for f in pitches), 100 * kept)
@@ -83,6 +83,11 @@ def gated(p_beep: np.ndarray, clips: list[np.ndarray], beep: MachineBeep, rate: 
           ) -> np.ndarray:
     """P(beep) of ``clips`` as the detector scores them with the pitch check: 0 where the
     clip holds no tone at the machine's pitches and timbres (for choosing a threshold)."""
-    tones = pitch_tracker(beep.pitches, rate)
-    keep = np.array([has_pitch(tones, x, beep.pitches, beep.timbres) for x in clips], bool)
-    return np.where(keep, p_beep, 0.0)
+    return np.where(_kept(clips, beep.pitches, beep.timbres, rate), p_beep, 0.0)
+
+
+def _kept(clips: list[np.ndarray], pitches: tuple[float, ...], timbres: tuple, rate: int
+          ) -> np.ndarray:
+    """Which clips hold a tone at ``pitches`` fitting ``timbres`` (the detector's check)."""
+    tones = pitch_tracker(pitches, rate)
+    return np.array([has_pitch(tones, x, pitches, timbres) for x in clips], bool)
