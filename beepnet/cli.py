@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N epochs (default 15; with --feedback retrain.epochs, 6)")
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument("--lr", type=float, default=3e-3, metavar="RATE",
-                   help="learning rate (default 0.003; a third of it with --init)")
+                   help="learning rate (default 0.003; a third of it with --init, and "
+                   "0.3 of that for the layers before the classifier)")
     p.add_argument("--threads", type=int, default=2, metavar="N",
                    help="CPU threads for torch (default 2)")
     p.add_argument("--arch", default="beepnet", choices=("beepnet", "original"),

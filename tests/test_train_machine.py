@@ -17,6 +17,7 @@ from procs import run_beepnet
 
 from beepnet.detectors.beepnet import BeepNetDetector
 from beepnet.model.modelfile import read_model_file, write_model_file
+from beepnet.model.preflight import find_default_model
 from beepnet.training import synth
 from beepnet.training.dataset import make_clip
 
@@ -73,6 +74,15 @@ def test_one_machines_chunks_teach_its_pitch_and_timbre(tmp_path):
     assert info.threshold <= 0.7
     r = run_beepnet("model", "info", str(model))
     assert r.returncode == 0 and "beep pitches" in r.stdout and "beep timbre" in r.stdout
+
+    # What the shipped model learnt from thousands of clips is kept: the layers before the
+    # classifier moved far less than its beep output (0.2 as far; at one rate, 0.6-0.75).
+    start = read_model_file(find_default_model()).tensors
+    moved = {k: float(np.abs(v - start[k]).mean()) for k, v in info.tensors.items()
+             if k == "frontend.weight" or (k.startswith("body.") and v.ndim == 3)}
+    beep_row = float(np.abs(info.tensors["classifier.weight"][0]
+                            - start["classifier.weight"][0]).mean())
+    assert beep_row > 0 and max(moved.values()) < 0.45 * beep_row, (moved, beep_row)
 
     # New recordings: the machine's beep is heard; a pure tone at its pitch (a music note,
     # a TV jingle) is not, though the same net without the check takes it for a beep.
