@@ -348,9 +348,9 @@ missed beep windows of 400 / false alarms in 4 h (piezo, chime, melody machines)
     0.1     1, 3, 1 / 0, 0, 18   2, 6, 6 / 0, 0, 1    38
 
 On `make bench`'s generated user set it costs: 0.985 of the beep windows and 2 false
-alarms in 3.1 h, against 0.993 and none at one rate. The owner's answers (`--feedback`) keep one rate: they come with 1500 generated clips,
-and at a tenth the chime's and the melody's models on seed 1410 missed more (48 and 41
-mistakes against 5 and 33)."""
+alarms in 3.1 h, against 0.993 and none at one rate. The owner's answers (`--feedback`)
+keep one rate: they come with 1500 generated clips, and at a tenth the chime's and the
+melody's models on seed 1410 missed more (48 and 41 mistakes against 5 and 33)."""
 SPEED_P = 0.5
 """Share of training clips played faster or slower (pitch and tempo together)."""
 SPEED_RANGE = (0.88, 1.12)
@@ -640,12 +640,12 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     else:
         # The original net stays as its author built it: the baseline `make
         # bench-realuser` compares with.
-        machine = (machinebeep.learn(_floats(audio[tr[y[tr] == 0]]), SR, seed)
+        machine = (machinebeep.learn([audio[i] for i in tr[y[tr] == 0]], SR, seed)
                    if arch == "beepnet" else None)
         if machine is not None:
             # Scored as the detector will score them: no tone at the pitch, no alert.
             pitches, timbres = machine.pitches, machine.timbres
-            p_beep = machinebeep.gated(p_beep, _floats(audio[val_rows]), machine, SR)
+            p_beep = machinebeep.gated(p_beep, [audio[i] for i in val_rows], machine, SR)
         threshold, rule = pick_threshold(p_beep, is_beep)
         if machine is not None and machine.timbre_checked and threshold > TIMBRE_CHECKED_MAX:
             threshold, rule = TIMBRE_CHECKED_MAX, f"{rule}, at most {TIMBRE_CHECKED_MAX:g} " \
@@ -673,10 +673,6 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     return TrainResult(threshold, rule, val, ran, time.monotonic() - t0, path=str(saved),
                        rejected=saved != Path(out), scores=scores, note=note,
                        grouping=grouping, owner=owner, machine=machine)
-
-
-def _floats(clips: np.ndarray) -> list[np.ndarray]:
-    return [c.astype(np.float32) / 32767 for c in clips]
 
 
 def rejected_path(out: Path) -> Path:
