@@ -84,11 +84,13 @@ model: $(VENV)/.installed-train real-sounds
 	$(PY) -m beepnet.training.mine "$(MODEL_BUILD)/first.safetensors" "$(MODEL_BUILD)/train" \
 		--real "$(REAL_DIR)" --seed 11 --round 1
 	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --init "$(MODEL_BUILD)/first.safetensors" \
-		--out "$(MODEL_BUILD)/second.safetensors" --epochs 8 --seed 0 --threads 2 --force
+		--out "$(MODEL_BUILD)/second.safetensors" --epochs 8 --seed 0 --threads 2 \
+		--features-share 1 --force
 	$(PY) -m beepnet.training.mine "$(MODEL_BUILD)/second.safetensors" "$(MODEL_BUILD)/train" \
 		--real "$(REAL_DIR)" --seed 12 --round 2
 	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --init "$(MODEL_BUILD)/second.safetensors" \
-		--out "$(MODEL_OUT)" --epochs 8 --seed 0 --threads 2 --force
+		--out "$(MODEL_OUT)" --epochs 8 --seed 0 --threads 2 \
+		--features-share 1 --force
 	$(PY) -m beepnet.training.calibrate "$(MODEL_OUT)" --real "$(REAL_DIR)" --fa-per-hour 5 \
 		--minutes 36 > "$(MODEL_BUILD)/calibration.txt"
 	cat "$(MODEL_BUILD)/calibration.txt"

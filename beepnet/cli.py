@@ -157,7 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument("--lr", type=float, default=3e-3, metavar="RATE",
                    help="learning rate (default 0.003; a third of it with --init, and "
-                   "0.3 of that for the layers before the classifier)")
+                   "--features-share of that for the layers before the classifier)")
+    p.add_argument("--features-share", type=float, metavar="SHARE",
+                   help="with --init: the layers before the classifier learn at SHARE of "
+                   "its rate (default 0.3, so that a few hundred chunks of one home keep "
+                   "the start model's features; 1: one rate, as make model uses)")
     p.add_argument("--threads", type=int, default=2, metavar="N",
                    help="CPU threads for torch (default 2)")
     p.add_argument("--arch", default="beepnet", choices=("beepnet", "original"),
@@ -601,6 +605,12 @@ def cmd_train(cfg: Config, args) -> int:
         print("beepnet: train: --epochs and --threads must be at least 1, --lr above 0",
               file=sys.stderr)
         return 2
+    if args.features_share is not None and not 0 <= args.features_share <= 1:
+        print("beepnet: train: --features-share must be between 0 and 1", file=sys.stderr)
+        return 2
+    if args.features_share is not None and (not args.init or args.feedback):
+        print("beepnet: train: --features-share only goes with --init", file=sys.stderr)
+        return 2
     if args.feedback:
         from .training.retrain import run
 
@@ -612,7 +622,8 @@ def cmd_train(cfg: Config, args) -> int:
     try:
         r = train(args.data_dir, args.model_out, epochs=args.epochs or 15, seed=args.seed,
                   threads=args.threads, arch=args.arch, init=args.init, lr=args.lr,
-                  current=cfg.detector, force=args.force)
+                  current=cfg.detector, force=args.force,
+                  features_share=args.features_share)
     except (TrainError, ModelFileError) as e:
         print(f"beepnet: train: {e}", file=sys.stderr)
         return 1

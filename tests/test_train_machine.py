@@ -59,6 +59,17 @@ def _one_machine(root: Path) -> None:
         _write(root, "not_beep", f"other{i:03d}_0", x)
 
 
+def _moved(info) -> tuple[dict[str, float], float]:
+    """How far each conv layer's weights and the classifier's beep row moved from the
+    shipped model's (mean absolute change)."""
+    start = read_model_file(find_default_model()).tensors
+    moved = {k: float(np.abs(v - start[k]).mean()) for k, v in info.tensors.items()
+             if k == "frontend.weight" or (k.startswith("body.") and v.ndim == 3)}
+    beep_row = float(np.abs(info.tensors["classifier.weight"][0]
+                            - start["classifier.weight"][0]).mean())
+    return moved, beep_row
+
+
 def test_one_machines_chunks_teach_its_pitch_and_timbre(tmp_path):
     data, model = tmp_path / "washer", tmp_path / "washer.safetensors"
     _one_machine(data)
@@ -67,6 +78,7 @@ def test_one_machines_chunks_teach_its_pitch_and_timbre(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "the beep clips are one machine's (a tone at 20" in r.stdout, r.stdout
     assert "also checks the beep's pitch and timbre" in r.stdout, r.stdout
+    assert "fine-tuning: the classifier at rate" in r.stderr + r.stdout
     info = read_model_file(model)
     pitches = info.meta["beep_pitches_hz"]
     assert any(abs(f - PITCH) < 0.03 * PITCH for f in pitches), pitches
@@ -77,11 +89,7 @@ def test_one_machines_chunks_teach_its_pitch_and_timbre(tmp_path):
 
     # What the shipped model learnt from thousands of clips is kept: the layers before the
     # classifier moved far less than its beep output (0.2 as far; at one rate, 0.6-0.75).
-    start = read_model_file(find_default_model()).tensors
-    moved = {k: float(np.abs(v - start[k]).mean()) for k, v in info.tensors.items()
-             if k == "frontend.weight" or (k.startswith("body.") and v.ndim == 3)}
-    beep_row = float(np.abs(info.tensors["classifier.weight"][0]
-                            - start["classifier.weight"][0]).mean())
+    moved, beep_row = _moved(info)
     assert beep_row > 0 and max(moved.values()) < 0.45 * beep_row, (moved, beep_row)
 
     # New recordings: the machine's beep is heard; a pure tone at its pitch (a music note,
@@ -108,3 +116,27 @@ def test_a_set_of_many_machines_gets_no_pitch_check(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "one machine's" not in r.stdout, r.stdout
     assert read_model_file(model).meta.get("beep_pitches_hz") in (None, [])
+
+
+def test_features_share_one_trains_every_layer_at_one_rate(tmp_path):
+    """`make model`'s rounds of mining start from its own first model with `--features-share
+    1`, as the shipped weights were trained: the layers before the classifier move as the
+    classifier does (0.6-0.75 as far as its beep row; at the default 0.3, 0.2)."""
+    data, model = tmp_path / "washer", tmp_path / "washer.safetensors"
+    _one_machine(data)
+    r = run_beepnet("train", str(data), "--init", "default", "--out", str(model),
+                    "--epochs", "2", "--threads", "2", "--features-share", "1")
+    assert r.returncode == 0, r.stderr
+    assert "fine-tuning: the classifier at rate" not in r.stderr + r.stdout
+    moved, beep_row = _moved(read_model_file(model))
+    assert beep_row > 0 and max(moved.values()) > 0.45 * beep_row, (moved, beep_row)
+
+
+def test_features_share_is_checked(tmp_path):
+    for args, says in ((("--init", "default", "--features-share", "2"), "between 0 and 1"),
+                       (("--features-share", "0.5"), "only goes with --init")):
+        r = run_beepnet("train", str(tmp_path), "--out", str(tmp_path / "m.safetensors"),
+                        *args)
+        assert r.returncode == 2 and says in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+        assert not (tmp_path / "m.safetensors").exists()

@@ -337,9 +337,10 @@ class TrainResult:
 
 FEATURES_LR_SHARE = 0.3
 """`train --init` on a user's chunks: the layers before the classifier learn at this share
-of its rate. ~40 beep and ~600 other chunks of one home are too few to retrain features
-the start model learnt from thousands of clips: with every layer at one rate, the
-machine's beeps over the home's clatter were most of the misses. `make bench-realuser`,
+of its rate (`--features-share`; `make model`'s later steps pass 1). ~40 beep and ~600
+other chunks of one home are too few to retrain features the start model learnt from
+thousands of clips: with every layer at one rate, the machine's beeps over the home's
+clatter were most of the misses. `make bench-realuser`,
 missed beep windows of 400 / false alarms in 4 h (piezo, chime, melody machines):
 
     share   seed 1400            seed 1410            mistakes
@@ -497,7 +498,8 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
           batch_size: int = 32, threads: int = 2, patience: int = 6, arch: str = "beepnet",
           init: str | None = None, lr: float = 3e-3, frame_weight: float = 0.5,
           current: "DetectorConfig | None" = None, force: bool = False,
-          feedback: str | Path | None = None) -> TrainResult:
+          feedback: str | Path | None = None,
+          features_share: float | None = None) -> TrainResult:
     """Train a model on DATA_DIR, save it to ``out``, return the validation figures.
 
     ``current``: the detector in use (the config's ``detector``); the new model is compared
@@ -506,8 +508,11 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
 
     ``arch``: "beepnet" or "original" (the first author's 2-filter net, a baseline).
     ``init``: a model file (or "default", the shipped one) to start from, at a third of
-    ``lr``, the layers before the classifier at `FEATURES_LR_SHARE` of that (without
-    ``feedback``).
+    ``lr``, the layers before the classifier at ``features_share`` of that.
+    ``features_share``: None for `FEATURES_LR_SHARE` with ``init`` and no ``feedback``, one
+    rate for every layer otherwise; 1 is what `make model`'s rounds of mining use (they
+    start from its own first model with thousands of clips, and the shipped weights were
+    trained so).
     ``frame_weight``: share of the frame loss beside the clip loss, where beep times are
     known (0: clip labels only).
     ``feedback``: the owner's corrections (a ``storage.dir/feedback`` folder) to learn beside
@@ -566,14 +571,17 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(labels), 0.0)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
     net, lr, start = _build(arch, labels, init, lr)
-    # A user's own chunks (`--init`, not the owner's answers): the layers before the
-    # classifier learn slower than it.
-    if start is not None and feedback is None:
+    if features_share is None:
+        # A user's own chunks (`--init`, not the owner's answers): the layers before the
+        # classifier learn slower than it.
+        features_share = FEATURES_LR_SHARE if start is not None and feedback is None else 1.0
+    if start is not None and features_share != 1.0:
         log.info("fine-tuning: the classifier at rate %g, the layers before it at %g",
-                 lr, lr * FEATURES_LR_SHARE)
-        params = _param_groups(net, lr, FEATURES_LR_SHARE)
+                 lr, lr * features_share)
+        params = _param_groups(net, lr, features_share)
     else:
-        # One group, as before: `make model` must rebuild the shipped weights exactly.
+        # One group, as the shipped weights were trained (`make model` rebuilds them on
+        # the kind of CPU that built them).
         params = net.parameters()
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
