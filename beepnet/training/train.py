@@ -340,8 +340,8 @@ FEATURES_LR_SHARE = 0.3
 of its rate (`--features-share`; `make model`'s later steps pass 1). ~40 beep and ~600
 other chunks of one home are too few to retrain features the start model learnt from
 thousands of clips: with every layer at one rate, the machine's beeps over the home's
-clatter were most of the misses. `make bench-realuser`,
-missed beep windows of 400 / false alarms in 4 h (piezo, chime, melody machines):
+clatter were most of the misses. `make bench-realuser`, missed beep windows of 400 / false
+alarms in 4 h (piezo, chime, melody machines):
 
     share   seed 1400            seed 1410            mistakes
     1       3, 2, 0 / 0, 0, 7    9, 5, 15 / 0, 0, 1   42
