@@ -78,6 +78,8 @@ MODEL_DEBS := fluidsynth dpkg
 MODEL_OUT ?= models/beepnet-default.safetensors
 model: $(VENV)/.installed-train real-sounds
 	rm -rf "$(MODEL_BUILD)"
+	mkdir -p "$(MODEL_BUILD)"
+	if [ -f "$(MODEL_OUT)" ]; then cp "$(MODEL_OUT)" "$(MODEL_BUILD)/replaced.safetensors"; fi
 	$(VENV)/bin/beepnet synth "$(MODEL_BUILD)/train" --n 8000 --seed 1 --preset real --real "$(REAL_DIR)"
 	$(VENV)/bin/beepnet train "$(MODEL_BUILD)/train" --out "$(MODEL_BUILD)/first.safetensors" \
 		--epochs 24 --seed 0 --threads 2 --force
@@ -94,6 +96,9 @@ model: $(VENV)/.installed-train real-sounds
 	$(PY) -m beepnet.training.calibrate "$(MODEL_OUT)" --real "$(REAL_DIR)" --fa-per-hour 5 \
 		--minutes 36 > "$(MODEL_BUILD)/calibration.txt"
 	cat "$(MODEL_BUILD)/calibration.txt"
+	# Did it rebuild the file it replaced? (the same weights only on the same kind of CPU)
+	if [ -f "$(MODEL_BUILD)/replaced.safetensors" ]; then $(PY) -m beepnet.training.rebuilt \
+		"$(MODEL_OUT)" "$(MODEL_BUILD)/replaced.safetensors"; fi
 
 model-report: $(VENV)/.installed-train real-sounds
 	$(PY) -m beepnet.training.heldout "$(MODEL_OUT)" --n 600 --seed 99 --data "$(MODEL_BUILD)/heldout" \

@@ -198,6 +198,35 @@ def _case_onsets_are_not_beeps() -> None:
     assert max(scores) < det.threshold, (max(scores), det.threshold)
 
 
+def _case_augmented_beeps_are_where_the_frame_targets_say(seed: int) -> None:
+    """The training batch's speed change and shift move the beep where `frame_targets`
+    puts its "beep" frames, and the speed change moves its pitch by the rate."""
+    import torch
+
+    from beepnet.training.train import _augment, frame_targets
+
+    rng = np.random.default_rng(seed)
+    x = np.zeros((16, 3 * SR), np.float32)
+    x[:, SR:SR + SR // 2] = synth.beep(1000.0, 0.5, harmonics=(1.0,), level=0.3)  # 1.0-1.5 s
+    out, shifts, rates = _augment(torch.from_numpy(x), rng, torch.zeros((0, 3 * SR)))
+    assert out.shape == x.shape and (rates != 1).any() and (rates == 1).any()
+    tg = frame_targets(np.tile([1.0, 1.5], (16, 1)), np.ones(16, bool), shifts, 150, 0.02,
+                       3 * SR, rates)
+    frames = out.numpy().reshape(16, 150, -1)
+    loud = np.sqrt(np.mean(frames ** 2, axis=2))
+    loud /= loud.max(axis=1, keepdims=True)
+    for i in range(16):
+        on = tg[i] == 1
+        assert on.sum() >= 18, (i, rates[i])  # >= 0.36 s of 0.5 s less the edges
+        assert loud[i, on].min() > 0.5 and (loud[i] > 0.5).sum() <= on.sum() + 6, i
+        spectrum = np.abs(np.fft.rfft(out[i].numpy()))
+        assert abs(np.argmax(spectrum) / 3 - 1000 * rates[i]) < 4, (rates[i], i)
+        if rates[i] == 1:  # only shifted: the same samples
+            peak = out[i].abs().max() / np.abs(x[i]).max()
+            assert np.allclose(out[i].numpy(), np.roll(x[i], shifts[i]) * float(peak),
+                               atol=1e-6)
+
+
 # --- tests ---------------------------------------------------------------------------------
 
 
@@ -295,6 +324,13 @@ def test_tiny_train_then_detect(worker, tmp_path):
     assert "skipped 2 unusable file(s)" in r.stderr
     assert "empty_0.wav" in r.stderr and "junk_0.wav" in r.stderr
     assert "saved" in r.stdout and "false alarms/hour" in r.stdout
+    # Where it was trained: `make model`'s rebuild check names the CPU (beepnet.training.rebuilt).
+    from beepnet.bench.machine import cpu_model
+    from beepnet.model.modelfile import read_header
+
+    trained_on = read_header(model).meta["trained_on"]
+    assert trained_on.startswith(cpu_model()) and "torch 2." in trained_on, trained_on
+    assert trained_on.endswith(" kernels"), trained_on
     worker(_case_load_trained, str(model))
     rec = tmp_path / "rec.wav"
     sf.write(rec, synth.room(np.random.default_rng(0), 6.0), SR)
@@ -435,3 +471,8 @@ def test_beep_times_from_the_manifest_become_frame_targets(tmp_path):
     tg = frame_targets(spans[:1], is_beep[:1], np.array([2 * SR]), 151, 0.02, 3 * SR)
     on = t[tg[0] == 1]
     assert on[0] < 0.07 and 0.43 < on[-1] < 0.47
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_speed_change_and_shift_keep_the_frame_targets_on_the_beep(worker, seed):
+    worker(_case_augmented_beeps_are_where_the_frame_targets_say, seed)

@@ -5,14 +5,13 @@ sounds this test writes (no package is fetched here)."""
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from beepnet.model.modelfile import read_header
+from beepnet.model.modelfile import read_header, read_model_file, write_model_file
 from beepnet.model.preflight import find_default_model
 from beepnet.training import calibrate, dataset, realmix
 from beepnet.training.realsounds import Library
@@ -107,7 +106,11 @@ def test_pick_finds_the_lowest_threshold_within_the_rate():
 
 def test_calibrate_writes_the_threshold_into_the_model_file(library, tmp_path):
     model = tmp_path / "m.safetensors"
-    shutil.copy(find_default_model(), model)
+    mf = read_model_file(find_default_model())
+    cpu = "Some CPU (x86_64), torch 2.13.0+cpu, AVX2 kernels"
+    write_model_file(model, mf.tensors, mf.arch, mf.labels, mf.threshold,
+                     metrics=mf.meta["metrics"], data_sha256=mf.meta["data_sha256"],
+                     trained_on=cpu)
     before = read_header(model)
     cal = calibrate.calibrate(model, library, fa_per_hour=3.0, minutes_per_kind=1.0,
                               n_beeps=20)
@@ -120,6 +123,7 @@ def test_calibrate_writes_the_threshold_into_the_model_file(library, tmp_path):
     assert meta["calibration"]["fa_per_hour_target"] == 3.0
     assert meta["threshold_rule"].startswith("<= 3 false alarms/hour")
     assert before.meta["data_sha256"] == after.meta["data_sha256"]
+    assert after.meta["trained_on"] == cpu  # what `make model`'s rebuild check reads
     assert "threshold" in cal.summary()
     # the library is read, not changed
     assert Library(library).sounds("train", "speech")

@@ -19,7 +19,8 @@ from .. import __version__
 log = logging.getLogger(__name__)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name as the kernel gives it, else what the platform says."""
     try:
         fields = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -89,7 +90,7 @@ def describe(repo: Path) -> dict:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "host": platform.node(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "arch": platform.machine(),
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

@@ -9,7 +9,9 @@ code, so loading one can never run any. The header's ``__metadata__`` has one en
 as a dict, with its ``kind``), ``labels`` (class names; ``"beep"`` is the positive),
 ``sample_rate``, ``window_seconds``, ``hop_seconds``, ``threshold`` (on P(beep)),
 ``metrics`` (validation figures), ``data_sha256`` (of the sorted training file list with
-labels), ``beepnet_version`` and ``created``.
+labels), ``beepnet_version`` and ``created``; a model made for one machine adds
+``beep_pitches_hz`` and ``beep_timbre``, one trained by `beepnet train` ``trained_on`` (the
+CPU and torch build: `beepnet.training.rebuilt`).
 
 Reading is in two steps. `read_header` checks everything but the numbers themselves
 without numpy (the supervisor runs it at start, before any process is spawned: importing
@@ -340,14 +342,16 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
                      data_sha256: str = "", window_seconds: float = 3.0,
                      hop_seconds: float = 1.5, created: str | None = None,
                      beep_pitches_hz: list[float] | tuple[float, ...] = (),
-                     beep_timbre: list | tuple = ()) -> None:
+                     beep_timbre: list | tuple = (), trained_on: str = "") -> None:
     """Write a model file atomically (a half-written file never replaces a good one).
 
     ``beep_pitches_hz``: the pitches of the one machine's beep a model was made for
     (`beepnet enroll`); the detector then also wants a tone at one of them (see
     `beepnet.detectors.beepnet`). Empty for a general model. ``beep_timbre``: one
     `beepnet.detectors.timbre.ranges` (or None) per pitch, which that tone must then fit;
-    empty for none."""
+    empty for none. ``trained_on``: the CPU and torch that trained the weights
+    (`beepnet.training.torchmodel.trained_on`): the same training on another kind of CPU
+    gives other weights, and `beepnet.training.rebuilt` says so when a rebuild differs."""
     import numpy as np
     from safetensors.numpy import save
 
@@ -367,6 +371,8 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
         if len(beep_timbre) != len(beep_pitches_hz):
             raise ValueError("beep_timbre needs one entry per beep pitch")
         blob["beep_timbre"] = list(beep_timbre)
+    if trained_on:
+        blob["trained_on"] = str(trained_on)
     arrays = {}
     for name, v in tensors.items():
         v = np.asarray(v)

@@ -177,7 +177,7 @@ def calibrate(model: str | Path, real: str | Path, fa_per_hour: float = 5.0,
         write_model_file(model, mf.tensors, mf.arch, mf.labels, t, metrics=metrics,
                          **{k: v for k, v in meta.items()
                             if k in ("data_sha256", "window_seconds", "hop_seconds",
-                                     "created")})
+                                     "created", "trained_on")})
     return cal
 
 

@@ -42,6 +42,18 @@ def data_hash(items: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
+def trained_on() -> str:
+    """The CPU and the torch build training runs on, as a model file records it: on
+    another kind of CPU torch's vector kernels round float sums differently, and the same
+    code and data train into other weights."""
+    import platform
+
+    from ..bench.machine import cpu_model
+
+    return (f"{cpu_model()} ({platform.machine()}), torch {torch.__version__}, "
+            f"{torch.backends.cpu.get_cpu_capability()} kernels")
+
+
 def build_net(arch: NetConfig | OriginalConfig) -> BeepNet | OriginalBeepNet:
     """A fresh torch net for an architecture."""
     return OriginalBeepNet(arch) if isinstance(arch, OriginalConfig) else BeepNet(arch)
@@ -58,7 +70,8 @@ def save_model(path: str | os.PathLike, net: BeepNet | OriginalBeepNet, labels: 
     write_model_file(path, tensors, net.cfg, labels, threshold, metrics=metrics,
                      data_sha256=data_sha256, window_seconds=window_seconds,
                      hop_seconds=hop_seconds, created=created,
-                     beep_pitches_hz=beep_pitches_hz, beep_timbre=beep_timbre)
+                     beep_pitches_hz=beep_pitches_hz, beep_timbre=beep_timbre,
+                     trained_on=trained_on())
 
 
 def load_model(path: str | os.PathLike) -> ModelInfo:
