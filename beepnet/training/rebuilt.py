@@ -58,15 +58,13 @@ class Rebuild:
         clips = ("the training clips differ too (the hard negatives the models mine follow "
                  "from the weights before them)" if not self.same_data
                  else "the training clips are the same")
-        if UNRECORDED in self.trained_on:
-            lines.append(f"One file does not record its CPU; {clips}. On another kind of CPU "
-                         "the same code and data train into other weights: another run of "
-                         "the same recipe (models/README.md, \"Only on the CPU that built "
-                         "it\", names the CPU that built the shipped file).")
-        elif self.trained_on[0] != self.trained_on[1]:
-            lines.append(f"The CPUs differ; {clips}. On another kind of CPU the same code and "
-                         "data train into other weights: another run of the same recipe "
-                         "(models/README.md, \"Only on the CPU that built it\").")
+        unrecorded = UNRECORDED in self.trained_on  # both unrecorded: no telling either
+        if unrecorded or self.trained_on[0] != self.trained_on[1]:
+            who = "One file does not record its CPU" if unrecorded else "The CPUs differ"
+            which = ", names the CPU that built the shipped file" if unrecorded else ""
+            lines.append(f"{who}; {clips}. On another kind of CPU the same code and data "
+                         "train into other weights: another run of the same recipe "
+                         f"(models/README.md, \"Only on the CPU that built it\"{which}).")
         elif not self.same_data:
             lines.append("The same kind of CPU, other training clips: the fetched recordings, "
                          "the generated set or the code changed.")
