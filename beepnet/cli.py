@@ -723,6 +723,9 @@ def cmd_model(cfg: Config, args) -> int:
     if m.get("beep_pitches_hz"):
         print("  beep pitches  " + ", ".join(f"{f:.0f}" for f in m["beep_pitches_hz"])
               + " Hz (one machine's beep: a beep window must hold a tone at one of them)")
+        if m.get("beep_min_notes", 1) > 1:
+            print(f"  beep tune     a beep window must hold {m['beep_min_notes']} of its notes "
+                  "(harmonics of a lower pitch are that note)")
         from .detectors.timbre import describe
 
         for f, ref in zip(m["beep_pitches_hz"], m.get("beep_timbre") or []):

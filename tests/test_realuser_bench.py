@@ -88,8 +88,11 @@ def test_the_bench_runs_end_to_end_and_reports_every_model(library, tmp_path):
         assert "skipped" not in info, info
         assert Path(info["path"]).is_file()
         h = info["heldout"]
-        assert h["beep_windows"] == 24 and h["caught"] + h["misses"] == 24
+        # 24 new recordings of the beep, counted as the daemon alerts on them, and 24 windows
+        assert h["recordings"] == 24 and h["caught"] + h["misses"] == 24
         assert h["recall"] == pytest.approx(h["caught"] / 24)
+        assert h["beep_windows"] == 24 and 0 <= h["windows_caught"] <= 24
+        assert h["window_recall"] == pytest.approx(h["windows_caught"] / 24)
         assert h["errors"] == h["misses"] + h["false_alarms"]
         if h["false_alarms"] == 0:
             assert h["fa_per_hour_bound95"] == pytest.approx(3 / m["hours"])
@@ -120,6 +123,29 @@ def test_the_bench_runs_end_to_end_and_reports_every_model(library, tmp_path):
     assert [c["title"] for c in info["checks"]][-1] == "held-out other clips"
     # The feedback model beside the shipped one, in a table of its own.
     assert any(ln.startswith("| 1 (real-piezo) | ") and " → " in ln for ln in lines)
+
+
+def test_a_new_recording_of_the_beep_is_cut_as_the_daemon_cuts_it(library):
+    m = realuser.Machine.of(0, 7)
+    _, times, _ = m.beep(realuser._pool(str(library)))
+    length = times[-1][1]
+    for seed in range(4):
+        w = realuser.beep_recording(str(library), m, np.random.default_rng(seed), "quiet",
+                                    0.3)
+        # 1.5-3 s of room, the beep, 3 s more, in windows every 1.5 s: those holding at
+        # least 0.3 s of the beep (a daemon's alert on one of them is this beep's)
+        assert w.dtype == np.int16 and w.shape[1] == 3 * SR
+        assert 1 <= len(w) <= int((3.0 + length + 3.0 - 3.0) / 1.5) + 1
+        # over a quiet room every one of them is loud where the beep is
+        for x in w.astype(np.float32) / 32767:
+            frames = np.sqrt(np.mean(x[:len(x) // 320 * 320].reshape(-1, 320) ** 2, 1))
+            assert frames.max() > 3 * np.percentile(frames, 5)
+    # A recording is caught when one of its windows passes; one without a window is a miss.
+    p = np.array([0.2, 0.7, 0.1, 0.4])
+    hit = realuser.caught_events(p, np.array([0, 0, 1, 2]), 4, 0.5)
+    assert hit.tolist() == [True, False, False, False]
+    assert realuser.caught_events(p, np.array([0, 0, 1, 2]), 4, 0.1).tolist() == \
+        [True, True, True, False]
 
 
 def test_the_owner_answers_every_false_alarm_with_its_alert_clip(tmp_path):

@@ -78,8 +78,10 @@ def test_one_machines_chunks_teach_its_pitch_and_timbre(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "the beep clips are one machine's (a tone at 20" in r.stdout, r.stdout
     assert "also checks the beep's pitch and timbre" in r.stdout, r.stdout
+    assert "a tune" not in r.stdout, r.stdout  # its harmonics are not other notes
     assert "fine-tuning: the classifier at rate" in r.stderr + r.stdout
     info = read_model_file(model)
+    assert "beep_min_notes" not in info.meta
     pitches = info.meta["beep_pitches_hz"]
     assert any(abs(f - PITCH) < 0.03 * PITCH for f in pitches), pitches
     assert info.meta["beep_timbre"] and all(t is not None for t in info.meta["beep_timbre"])
@@ -104,6 +106,46 @@ def test_one_machines_chunks_teach_its_pitch_and_timbre(tmp_path):
     assert checked.score(beep).score >= checked.threshold
     assert unchecked.score(note).score >= unchecked.threshold, "the net alone rejects it"
     assert checked.score(note).score < checked.threshold
+
+
+TUNE = (1200.0, 1500.0, 1800.0)
+
+
+def _tune(notes=TUNE) -> np.ndarray:
+    """A machine's end-of-cycle tune: 250-ms piezo notes, 0.35 s apart."""
+    return synth._place([(0.35 * i, synth.beep(f, 0.25)) for i, f in enumerate(notes)], SR)
+
+
+def test_a_tune_machines_chunks_teach_it_to_want_two_notes(tmp_path):
+    data, model = tmp_path / "dryer", tmp_path / "dryer.safetensors"
+    rng = np.random.default_rng(8)
+    for i in range(40):
+        x = synth.mix(_background(rng, i), _tune(), float(rng.uniform(0.1, 1.5)),
+                      float(rng.uniform(8, 20)))
+        _write(data, "beep", f"beep{i:03d}_0", x)
+    for i in range(80):
+        x = synth.music_like(rng, 3.0) if i % 4 == 3 else _background(rng, i)
+        _write(data, "not_beep", f"other{i:03d}_0", x)
+    r = run_beepnet("train", str(data), "--init", "default", "--out", str(model),
+                    "--epochs", "2", "--threads", "2")
+    assert r.returncode == 0, r.stderr
+    assert "(a tune: 2 of its notes a window)" in r.stdout, r.stdout
+    info = read_model_file(model)
+    assert info.meta["beep_min_notes"] == 2
+    assert all(any(abs(f - g) < 0.03 * g for f in info.meta["beep_pitches_hz"]) for g in TUNE)
+    # The daemon's detector: the tune passes the check, one of its notes alone does not
+    # (it would with the one-note check of the same pitches and timbres).
+    quiet = synth.room(np.random.default_rng(99), 3.0)
+    tune = synth.mix(quiet, _tune(), 1.0, 15.0).astype(np.float32)
+    note = synth.mix(quiet, _tune(TUNE[1:2]), 1.0, 15.0).astype(np.float32)
+    one = tmp_path / "one-note.safetensors"
+    write_model_file(one, info.tensors, info.arch, list(info.labels), info.threshold,
+                     beep_pitches_hz=info.meta["beep_pitches_hz"],
+                     beep_timbre=info.meta["beep_timbre"])
+    checked, loose = BeepNetDetector(model), BeepNetDetector(one)
+    assert checked.min_notes == 2 and loose.min_notes == 1
+    assert checked._has_pitch(tune) and loose._has_pitch(note)
+    assert not checked._has_pitch(note)
 
 
 def test_a_set_of_many_machines_gets_no_pitch_check(tmp_path):

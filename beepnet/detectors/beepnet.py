@@ -21,8 +21,10 @@ beeps (a flute, a chime on the TV, a spoon on a glass) is at some other pitch, o
 note inside a chord. When enroll found enough beeps at a pitch it also keeps their timbre
 (`beepnet.detectors.timbre`: the levels of the harmonics next to the pitch), and the tone
 must then fit it too: that tells a music note at the machine's very pitch from the beep.
-A window without such a tone scores just under the threshold (its class probabilities stay
-as the net gave them).
+When the machine's beep is a tune (enroll or train found its notes one after another, see
+`beepnet.enroll.find.min_notes`), the window must hold two of its notes: one note of the
+radio at one of the tune's pitches is not the tune. A window without such a tone scores
+just under the threshold (its class probabilities stay as the net gave them).
 """
 
 from __future__ import annotations
@@ -61,30 +63,53 @@ def pitch_tracker(pitches: tuple[float, ...], rate: int = 16000) -> ToneDetector
     return ToneDetector(rate, min_hz=max(20.0, lo), max_hz=min(hi, 0.48 * rate))
 
 
+def pitch_notes(pitches: tuple[float, ...] | list[float]) -> list[int]:
+    """Which note of the machine each of ``pitches`` (lowest first) is: its own index, or
+    the lowest pitch's whose whole multiple (2x, 3x, ...) it is within `PITCH_TOLERANCE`. A
+    loud beep's harmonics are found as pitches of their own, but sound with it: they are not
+    another note of a tune. (Two notes an octave apart count as one: the check is then the
+    looser one.)"""
+    out = list(range(len(pitches)))
+    for j, f in enumerate(pitches):
+        for i in range(j):
+            n = round(f / pitches[i])
+            if n >= 2 and abs(f - n * pitches[i]) <= PITCH_TOLERANCE * n * pitches[i]:
+                out[j] = out[i]
+                break
+    return out
+
+
 def has_pitch(tones: ToneDetector, x: np.ndarray, pitches: tuple[float, ...],
-              timbres: tuple[dict | None, ...] = ()) -> bool:
+              timbres: tuple[dict | None, ...] = (), min_notes: int = 1) -> bool:
     """Whether the window holds a tone at one of ``pitches`` (`PITCH_MIN_SCORE` or more)
-    that fits that pitch's timbre, if ``timbres`` has one for it."""
+    that fits that pitch's timbre, if ``timbres`` has one for it; with ``min_notes`` 2,
+    such tones of two different notes (`pitch_notes`) of a tune."""
+    notes = pitch_notes(pitches)
+    need = min(min_notes, len(set(notes)))
+    heard: set[int] = set()
     for r in tones.runs(x):
         if r.score < PITCH_MIN_SCORE:
             continue
         for i, f in enumerate(pitches):
-            if abs(r.freq_hz - f) > PITCH_TOLERANCE * f:
+            if notes[i] in heard or abs(r.freq_hz - f) > PITCH_TOLERANCE * f:
                 continue
             ref = timbres[i] if i < len(timbres) else None
             if ref is None or timbre.matches(
                     timbre.measure(x, r.start, r.end, r.freq_hz, tones.sample_rate), ref):
-                return True
+                heard.add(notes[i])
+                if len(heard) >= need:
+                    return True
     return False
 
 
 def pitch_checked(score: float, threshold: float, tones: ToneDetector, x: np.ndarray,
-                  pitches: tuple[float, ...], timbres: tuple[dict | None, ...] = ()
-                  ) -> float:
+                  pitches: tuple[float, ...], timbres: tuple[dict | None, ...] = (),
+                  min_notes: int = 1) -> float:
     """``score`` as an enrolled model gives it: just under ``threshold`` when it passes but
-    the window holds no tone at ``pitches`` (fitting ``timbres``; the tracker runs only on
-    such windows)."""
-    if score >= threshold and pitches and not has_pitch(tones, x, pitches, timbres):
+    the window holds no tone at ``pitches`` (fitting ``timbres``; ``min_notes`` of a tune's;
+    the tracker runs only on such windows)."""
+    if score >= threshold and pitches and not has_pitch(tones, x, pitches, timbres,
+                                                        min_notes):
         return 0.999 * threshold  # under it in float32 too
     return score
 
@@ -126,6 +151,7 @@ class BeepNetDetector:
         self._tones = ToneDetector(self.sample_rate)
         self.pitches = tuple(self.info.beep_pitches_hz)
         self.timbres = tuple(self.info.beep_timbre)
+        self.min_notes = self.info.beep_min_notes
         self._pitch_tones = (pitch_tracker(self.pitches, self.sample_rate) if self.pitches
                              else None)
         # Warm-up: the first call pays the runtime's one-off setup (torch's, BLAS buffers).
@@ -138,6 +164,8 @@ class BeepNetDetector:
                    if self.pitches else "")
         if any(t is not None for t in self.timbres):
             pitches += " and its timbre"
+        if self.pitches and self.min_notes > 1:
+            pitches += f", {self.min_notes} notes of its tune a window"
         return (f"beepnet model {Path(self.info.path).name} ({', '.join(self.labels)}; "
                 f"threshold {self.threshold:.2f}{pitches}{runtime})")
 
@@ -152,13 +180,13 @@ class BeepNetDetector:
         score = labels["beep"]
         start = end = None
         score = pitch_checked(score, self.threshold, self._pitch_tones, x[:n], self.pitches,
-                              self.timbres)
+                              self.timbres, self.min_notes)
         if score >= self.threshold:
             start, end = self._locate(x[:n], frame_p, n / self.sample_rate)
         return WindowScore(score=score, labels=labels, start=start, end=end)
 
     def _has_pitch(self, x: np.ndarray) -> bool:
-        return has_pitch(self._pitch_tones, x, self.pitches, self.timbres)
+        return has_pitch(self._pitch_tones, x, self.pitches, self.timbres, self.min_notes)
 
     def _torch_probs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities of the window and P(beep) per frame, by torch."""

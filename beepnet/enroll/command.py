@@ -294,6 +294,8 @@ class Fitted:
     timbres: list[dict | None]
     split: Split
     size: int
+    min_notes: int = 1
+    """2 when the beep is a tune (`find.min_notes`)."""
 
 
 def fit(base, recordings, beeps, room) -> Fitted:
@@ -302,7 +304,7 @@ def fit(base, recordings, beeps, room) -> Fitted:
     from ..detectors import timbre
     from ..model.npnet import NumpyBeepNet, limit_blas_threads
     from . import clips
-    from .find import beep_pitches, beep_timbres
+    from .find import beep_pitches, beep_timbres, min_notes
     from .head import THRESHOLD_RANGE, TIMBRE_CHECKED_MAX, fit_head
 
     limit_blas_threads(1)
@@ -318,7 +320,7 @@ def fit(base, recordings, beeps, room) -> Fitted:
     head = fit_head(base, net, clips.beep_clips(s, TRAIN_BEEPS, size, rng), others,
                     highest=TIMBRE_CHECKED_MAX if timbre.every_pitch_has_one(timbres)
                     else THRESHOLD_RANGE[1])
-    return Fitted(head, pitches, timbres, s, size)
+    return Fitted(head, pitches, timbres, s, size, min_notes(beeps))
 
 
 def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_path: Path):
@@ -334,6 +336,9 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
     for f, ref in zip(fitted.pitches, fitted.timbres):
         say(f"the beep at {f:.0f} Hz: " + (describe(ref) if ref is not None else
                                            "too few beeps to learn its timbre"))
+    if fitted.min_notes > 1:
+        say(f"the beep is a tune: an alert needs {fitted.min_notes} of its notes, so that a "
+            "single note of music at one of its pitches does not pass")
     hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
     sha = hashlib.sha256()
     for x in [*recordings, room]:
@@ -342,7 +347,8 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
                round(len(room) / SAMPLE_RATE, 1), "base_model": Path(base_path).name}
     try:
         write_enrolled(model_path, base, head, metrics=metrics, data_sha256=sha.hexdigest(),
-                       beep_pitches_hz=fitted.pitches, beep_timbre=fitted.timbres)
+                       beep_pitches_hz=fitted.pitches, beep_timbre=fitted.timbres,
+                       beep_min_notes=fitted.min_notes)
         os.chmod(model_path, 0o644)  # the service's own user reads it
     except OSError as e:
         raise EnrollError(f"cannot write {model_path}: {e.strerror or e}") from None
@@ -367,7 +373,8 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
                     "heldout_false_positives": new.false_positives})
     try:
         write_enrolled(model_path, base, head, metrics=metrics, data_sha256=sha.hexdigest(),
-                       beep_pitches_hz=fitted.pitches, beep_timbre=fitted.timbres)
+                       beep_pitches_hz=fitted.pitches, beep_timbre=fitted.timbres,
+                       beep_min_notes=fitted.min_notes)
         os.chmod(model_path, 0o644)
     except (OSError, ModelFileError) as e:
         raise EnrollError(f"cannot write {model_path}: {e}") from None

@@ -17,6 +17,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..audio.gate import frame_levels
 from ..detectors import timbre
+from ..detectors.beepnet import pitch_notes
 from ..detectors.tone import ToneDetector
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,33 @@ def beep_timbres(recordings: list[np.ndarray], beeps: list[FoundBeep],
     return [timbre.ranges(timbre.measure(recordings[b.recording], b.start, b.end, b.freq_hz,
                                          rate) for b in g)
             for g in pitch_groups(beeps)]
+
+
+TUNE_SPAN_S = 1.5
+"""Two notes at most this far apart (start to start) belong to one tune: a daemon window
+(3 s every 1.5 s) then holds both."""
+TUNE_SHARE = 0.5
+"""A machine's beep is a tune when at least this share of the found beeps (at its pitches)
+have a beep of another note within `TUNE_SPAN_S`. On `make bench-realuser`'s six machines
+the two melodies have 0.87 and 0.90, the repeats and chimes 0 (their second and third
+pitches are harmonics of the first, sounding with it: one note)."""
+
+
+def min_notes(beeps: list[FoundBeep], min_share: float = 0.1) -> int:
+    """How many different notes of the machine's `beep_pitches` a beep window must hold
+    (`detectors.beepnet.has_pitch`): 2 for a tune (`TUNE_SHARE`), else 1. A radio's note at
+    one of a tune's pitches is the false alarm this stops; the tune itself comes in windows
+    holding two of its notes (a window holding only its last note is a miss, but the
+    window before it has the rest)."""
+    groups = pitch_groups(beeps, min_share)
+    notes = pitch_notes([float(np.median([b.freq_hz for b in g])) for g in groups])
+    if len(set(notes)) < 2:
+        return 1
+    note = {id(b): notes[k] for k, g in enumerate(groups) for b in g}
+    found = [b for b in beeps if id(b) in note]
+    paired = sum(any(o.recording == b.recording and note[id(o)] != note[id(b)]
+                     and abs(o.start - b.start) <= TUNE_SPAN_S for o in found) for b in found)
+    return 2 if paired >= TUNE_SHARE * len(found) else 1
 
 
 def beep_table(beeps: list[FoundBeep], names: list[str]) -> str:

@@ -148,10 +148,11 @@ def fit_head(base: ModelFile, net: NumpyBeepNet, beeps: Iterable[np.ndarray],
 
 def write_enrolled(path, base: ModelFile, head: Head, *, metrics: dict, data_sha256: str,
                    beep_pitches_hz: list[float] | tuple[float, ...] = (),
-                   beep_timbre: list | tuple = ()) -> None:
+                   beep_timbre: list | tuple = (), beep_min_notes: int = 1) -> None:
     """The base model with ``head`` as its classifier (same classes, a new beep row), and
-    the machine's beep pitches (`find.beep_pitches`) and their timbres
-    (`find.beep_timbres`), which the detector then checks."""
+    the machine's beep pitches (`find.beep_pitches`), their timbres (`find.beep_timbres`)
+    and how many of its notes a window must hold (`find.min_notes`), which the detector
+    then checks."""
     tensors = dict(base.tensors)
     tensors["classifier.weight"] = head.weights[:, :, None].astype(np.float32)
     tensors["classifier.bias"] = head.biases.astype(np.float32)
@@ -159,4 +160,5 @@ def write_enrolled(path, base: ModelFile, head: Head, *, metrics: dict, data_sha
                      metrics=metrics, data_sha256=data_sha256,
                      window_seconds=float(base.meta.get("window_seconds", 3.0)),
                      hop_seconds=float(base.meta.get("hop_seconds", 1.5)),
-                     beep_pitches_hz=beep_pitches_hz, beep_timbre=beep_timbre)
+                     beep_pitches_hz=beep_pitches_hz, beep_timbre=beep_timbre,
+                     beep_min_notes=beep_min_notes)

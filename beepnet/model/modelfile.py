@@ -10,8 +10,8 @@ as a dict, with its ``kind``), ``labels`` (class names; ``"beep"`` is the positi
 ``sample_rate``, ``window_seconds``, ``hop_seconds``, ``threshold`` (on P(beep)),
 ``metrics`` (validation figures), ``data_sha256`` (of the sorted training file list with
 labels), ``beepnet_version`` and ``created``; a model made for one machine adds
-``beep_pitches_hz`` and ``beep_timbre``, one trained by `beepnet train` ``trained_on`` (the
-CPU and torch build: `beepnet.training.rebuilt`).
+``beep_pitches_hz`` and ``beep_timbre`` (and ``beep_min_notes`` for a tune), one trained
+by `beepnet train` ``trained_on`` (the CPU and torch build: `beepnet.training.rebuilt`).
 
 Reading is in two steps. `read_header` checks everything but the numbers themselves
 without numpy (the supervisor runs it at start, before any process is spawned: importing
@@ -109,6 +109,9 @@ class ModelInfo:
     beep_timbre: tuple[dict | None, ...] = ()
     """The timbre of the beep at each of ``beep_pitches_hz`` (`beepnet.detectors.timbre`),
     None where enroll found too few beeps; () for a model without one."""
+    beep_min_notes: int = 1
+    """How many different notes of ``beep_pitches_hz`` a beep window must hold: 2 when the
+    machine's beep is a tune (`beepnet.enroll.find.min_notes`)."""
 
     @property
     def beep_index(self) -> int:
@@ -125,7 +128,8 @@ class ModelInfo:
                    beepnet_version=str(m.get("beepnet_version", "")), path=mf.path,
                    beep_pitches_hz=_pitches(mf.path, m.get("beep_pitches_hz", [])),
                    beep_timbre=_timbre(mf.path, m.get("beep_timbre", []),
-                                       len(m.get("beep_pitches_hz", []))))
+                                       len(m.get("beep_pitches_hz", []))),
+                   beep_min_notes=_min_notes(mf.path, m.get("beep_min_notes", 1)))
 
 
 def _pitches(path: str, value: Any) -> tuple[float, ...]:
@@ -133,6 +137,12 @@ def _pitches(path: str, value: Any) -> tuple[float, ...]:
             or not all(isinstance(f, (int, float)) and 20 <= f <= 20000 for f in value)):
         raise ModelFileError(f"{path}: beep_pitches_hz must be a list of frequencies in Hz")
     return tuple(float(f) for f in value)
+
+
+def _min_notes(path: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 8:
+        raise ModelFileError(f"{path}: beep_min_notes must be a whole number from 1 to 8")
+    return value
 
 
 def _timbre(path: str, value: Any, pitches: int) -> tuple[dict | None, ...]:
@@ -342,16 +352,19 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
                      data_sha256: str = "", window_seconds: float = 3.0,
                      hop_seconds: float = 1.5, created: str | None = None,
                      beep_pitches_hz: list[float] | tuple[float, ...] = (),
-                     beep_timbre: list | tuple = (), trained_on: str = "") -> None:
+                     beep_timbre: list | tuple = (), beep_min_notes: int = 1,
+                     trained_on: str = "") -> None:
     """Write a model file atomically (a half-written file never replaces a good one).
 
     ``beep_pitches_hz``: the pitches of the one machine's beep a model was made for
     (`beepnet enroll`); the detector then also wants a tone at one of them (see
     `beepnet.detectors.beepnet`). Empty for a general model. ``beep_timbre``: one
     `beepnet.detectors.timbre.ranges` (or None) per pitch, which that tone must then fit;
-    empty for none. ``trained_on``: the CPU and torch that trained the weights
-    (`beepnet.training.torchmodel.trained_on`): the same training on another kind of CPU
-    gives other weights, and `beepnet.training.rebuilt` says so when a rebuild differs."""
+    empty for none. ``beep_min_notes``: 2 when the beep is a tune whose window must hold
+    two of its notes (written only then). ``trained_on``: the CPU and torch that trained
+    the weights (`beepnet.training.torchmodel.trained_on`): the same training on another
+    kind of CPU gives other weights, and `beepnet.training.rebuilt` says so when a rebuild
+    differs."""
     import numpy as np
     from safetensors.numpy import save
 
@@ -371,6 +384,8 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
         if len(beep_timbre) != len(beep_pitches_hz):
             raise ValueError("beep_timbre needs one entry per beep pitch")
         blob["beep_timbre"] = list(beep_timbre)
+    if beep_min_notes > 1:
+        blob["beep_min_notes"] = int(beep_min_notes)
     if trained_on:
         blob["trained_on"] = str(trained_on)
     arrays = {}

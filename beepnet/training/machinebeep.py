@@ -22,7 +22,7 @@ import numpy as np
 
 from ..detectors import timbre
 from ..detectors.beepnet import has_pitch, pitch_tracker
-from ..enroll.find import beep_pitches, beep_timbres, find_beeps
+from ..enroll.find import beep_pitches, beep_timbres, find_beeps, min_notes
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,14 @@ searched clip by clip for long."""
 
 @dataclass(frozen=True)
 class MachineBeep:
-    """The beep of a one-machine set: its pitches (Hz), their timbres (or None each), and
-    the share of the set's beep clips that the check keeps."""
+    """The beep of a one-machine set: its pitches (Hz), their timbres (or None each), the
+    share of the set's beep clips that the check keeps, and how many of its notes a window
+    must hold (2 for a tune: `beepnet.enroll.find.min_notes`)."""
 
     pitches: tuple[float, ...]
     timbres: tuple[dict | None, ...]
     kept: float
+    min_notes: int = 1
 
     @property
     def timbre_checked(self) -> bool:
@@ -56,8 +58,10 @@ class MachineBeep:
     def describe(self) -> str:
         hz = ", ".join(f"{f:.0f}" for f in self.pitches)
         what = "pitch and timbre" if self.timbre_checked else "pitch"
+        tune = (f" (a tune: {self.min_notes} of its notes a window)" if self.min_notes > 1
+                else "")
         return (f"the beep clips are one machine's (a tone at {hz} Hz in "
-                f"{self.kept:.0%} of them): the model also checks the beep's {what}")
+                f"{self.kept:.0%} of them): the model also checks the beep's {what}{tune}")
 
 
 def learn(clips: list[np.ndarray], rate: int, seed: int = 0) -> MachineBeep | None:
@@ -79,7 +83,9 @@ def learn(clips: list[np.ndarray], rate: int, seed: int = 0) -> MachineBeep | No
         log.info("a tone at %s Hz in only %.0f%% of the beep clips: not one machine's "
                  "beep, no pitch check", ", ".join(f"{f:.0f}" for f in pitches), 100 * kept)
         return None
-    return MachineBeep(pitches, timbres, kept)
+    # One machine's or not is judged on one note: a tune's clips that hold only its last
+    # note are still its clips.
+    return MachineBeep(pitches, timbres, kept, min_notes(beeps))
 
 
 def gated(p_beep: np.ndarray, clips: list[np.ndarray], beep: MachineBeep, rate: int
@@ -87,8 +93,8 @@ def gated(p_beep: np.ndarray, clips: list[np.ndarray], beep: MachineBeep, rate: 
     """P(beep) of ``clips`` (int16 or float) as the detector scores them with the pitch
     check: 0 where the clip holds no tone at the machine's pitches and timbres (for
     choosing a threshold)."""
-    return np.where(_kept([_float(x) for x in clips], beep.pitches, beep.timbres, rate),
-                    p_beep, 0.0)
+    return np.where(_kept([_float(x) for x in clips], beep.pitches, beep.timbres, rate,
+                          beep.min_notes), p_beep, 0.0)
 
 
 def _float(x: np.ndarray) -> np.ndarray:
@@ -96,8 +102,9 @@ def _float(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / 32767 if x.dtype == np.int16 else x
 
 
-def _kept(clips: list[np.ndarray], pitches: tuple[float, ...], timbres: tuple, rate: int
-          ) -> np.ndarray:
-    """Which clips hold a tone at ``pitches`` fitting ``timbres`` (the detector's check)."""
+def _kept(clips: list[np.ndarray], pitches: tuple[float, ...], timbres: tuple, rate: int,
+          notes: int = 1) -> np.ndarray:
+    """Which clips hold a tone at ``pitches`` fitting ``timbres`` (and ``notes`` of a
+    tune's: the detector's check)."""
     tones = pitch_tracker(pitches, rate)
-    return np.array([has_pitch(tones, x, pitches, timbres) for x in clips], bool)
+    return np.array([has_pitch(tones, x, pitches, timbres, notes) for x in clips], bool)
