@@ -46,12 +46,13 @@ def _write(root: Path, label: str, name: str, x: np.ndarray) -> None:
     sf.write(root / label / f"{name}.wav", synth.set_peak_dbfs(x, -12.0), SR, subtype="PCM_16")
 
 
-def _one_machine(root: Path) -> None:
-    """40 beep chunks of one machine in one home and 80 of its other sounds (music among
-    them), each chunk a take of its own."""
-    rng = np.random.default_rng(7)
+def _one_machine(root: Path, beep: np.ndarray | None = None, seed: int = 7) -> None:
+    """40 beep chunks of one machine in one home (``beep``, by default `_beeps`) and 80 of
+    its other sounds (music among them), each chunk a take of its own."""
+    rng = np.random.default_rng(seed)
+    beep = _beeps() if beep is None else beep
     for i in range(40):
-        x = synth.mix(_background(rng, i), _beeps(), float(rng.uniform(0.1, 1.5)),
+        x = synth.mix(_background(rng, i), beep, float(rng.uniform(0.1, 1.5)),
                       float(rng.uniform(8, 20)))
         _write(root, "beep", f"beep{i:03d}_0", x)
     for i in range(80):
@@ -118,14 +119,7 @@ def _tune(notes=TUNE) -> np.ndarray:
 
 def test_a_tune_machines_chunks_teach_it_to_want_two_notes(tmp_path):
     data, model = tmp_path / "dryer", tmp_path / "dryer.safetensors"
-    rng = np.random.default_rng(8)
-    for i in range(40):
-        x = synth.mix(_background(rng, i), _tune(), float(rng.uniform(0.1, 1.5)),
-                      float(rng.uniform(8, 20)))
-        _write(data, "beep", f"beep{i:03d}_0", x)
-    for i in range(80):
-        x = synth.music_like(rng, 3.0) if i % 4 == 3 else _background(rng, i)
-        _write(data, "not_beep", f"other{i:03d}_0", x)
+    _one_machine(data, _tune(), seed=8)
     r = run_beepnet("train", str(data), "--init", "default", "--out", str(model),
                     "--epochs", "2", "--threads", "2")
     assert r.returncode == 0, r.stderr

@@ -137,7 +137,7 @@ def min_notes(beeps: list[FoundBeep], min_share: float = 0.1) -> int:
     holding two of its notes (a window holding only its last note is a miss, but the
     window before it has the rest)."""
     groups = pitch_groups(beeps, min_share)
-    notes = pitch_notes([float(np.median([b.freq_hz for b in g])) for g in groups])
+    notes = pitch_notes(beep_pitches(beeps, min_share))
     if len(set(notes)) < 2:
         return 1
     note = {id(b): notes[k] for k, g in enumerate(groups) for b in g}
