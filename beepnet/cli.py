@@ -726,6 +726,9 @@ def cmd_model(cfg: Config, args) -> int:
         if m.get("beep_min_notes", 1) > 1:
             print(f"  beep tune     a beep window must hold {m['beep_min_notes']} of its notes "
                   "(harmonics of a lower pitch are that note)")
+        if m.get("beep_wobble_hz") is not None:
+            print(f"  beep wobble   the pitch check allows {m['beep_wobble_hz']:g} Hz of wobble "
+                  "(its beep's pitch shakes; a steady beep's: 5 Hz)")
         from .detectors.timbre import describe
 
         for f, ref in zip(m["beep_pitches_hz"], m.get("beep_timbre") or []):

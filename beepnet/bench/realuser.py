@@ -351,7 +351,7 @@ def enroll_model(beep_files: list[Path], room_files: list[Path], base_path: Path
     from ..audio.files import read_audio
     from ..config import DetectorConfig
     from ..enroll.command import fit
-    from ..enroll.find import find_beeps
+    from ..enroll.find import find_beeps, machine_beeps
     from ..enroll.head import write_enrolled
     from ..model.modelfile import read_model_file
 
@@ -361,17 +361,20 @@ def enroll_model(beep_files: list[Path], room_files: list[Path], base_path: Path
     found = []
     for i, x in enumerate(recordings):
         found += find_beeps(x, i, cfg.tone_min_hz, cfg.tone_max_hz)
+    found, wobble = machine_beeps(found)
     if len(found) < 2:
         raise ValueError(f"enroll found {len(found)} beep(s) in {len(recordings)} recordings")
     base = read_model_file(base_path)
-    fitted = fit(base, recordings, found, room)
+    fitted = fit(base, recordings, found, room, wobble)
     write_enrolled(out, base, fitted.head, metrics={"enrolled_beeps": len(found)},
                    data_sha256="realuser-bench", beep_pitches_hz=fitted.pitches,
-                   beep_timbre=fitted.timbres, beep_min_notes=fitted.min_notes)
+                   beep_timbre=fitted.timbres, beep_min_notes=fitted.min_notes,
+                   beep_wobble_hz=fitted.wobble_hz)
     return {"beeps_found": len(found), "recordings": len(recordings),
             "with_a_beep_found": len({b.recording for b in found}),
             "threshold": fitted.head.threshold, "beep_pitches_hz": fitted.pitches,
-            "beep_timbre": fitted.timbres, "beep_min_notes": fitted.min_notes}
+            "beep_timbre": fitted.timbres, "beep_min_notes": fitted.min_notes,
+            "beep_wobble_hz": fitted.wobble_hz}
 
 
 def _build_model(job: tuple[int, str, str, Path, int, str]) -> tuple[int, str, dict]:
@@ -460,19 +463,19 @@ def _p_beep(paths: dict[str, str], windows: np.ndarray) -> dict[str, np.ndarray]
             np.zeros(0, np.float32)
         if m.beep_pitches_hz:
             _check_pitches(out[key], windows, m.threshold, m.beep_pitches_hz, m.beep_timbre,
-                           m.beep_min_notes)
+                           m.beep_min_notes, m.beep_wobble_hz)
     return out
 
 
 def _check_pitches(p: np.ndarray, windows: np.ndarray, threshold: float,
-                   pitches: tuple[float, ...], timbres: tuple = (), min_notes: int = 1
-                   ) -> None:
+                   pitches: tuple[float, ...], timbres: tuple = (), min_notes: int = 1,
+                   wobble_hz: float | None = None) -> None:
     """What the daemon's detector does with an enrolled model (`detectors.beepnet`): a
     window over the threshold without a tone at the machine's pitches (and timbres; two
-    notes of a tune) drops under it."""
-    from ..detectors.beepnet import pitch_checked, pitch_tracker
+    notes of a tune; as steady as the machine's beep) drops under it."""
+    from ..detectors.beepnet import STEADY_WOBBLE_HZ, pitch_checked, pitch_tracker
 
-    tones = pitch_tracker(pitches, SR)
+    tones = pitch_tracker(pitches, SR, wobble_hz or STEADY_WOBBLE_HZ)
     for i in np.flatnonzero(p >= threshold):
         p[i] = pitch_checked(float(p[i]), threshold, tones,
                              windows[i].astype(np.float32) / 32767, pitches, timbres,

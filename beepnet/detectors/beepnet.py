@@ -21,6 +21,8 @@ beeps (a flute, a chime on the TV, a spoon on a glass) is at some other pitch, o
 note inside a chord. When enroll found enough beeps at a pitch it also keeps their timbre
 (`beepnet.detectors.timbre`: the levels of the harmonics next to the pitch), and the tone
 must then fit it too: that tells a music note at the machine's very pitch from the beep.
+The tracker allows the pitch to wobble as much as the machine's own beep did when it was
+found (a real piezo's short blips shake by 20 Hz; most beeps hold their pitch within 5).
 When the machine's beep is a tune (enroll or train found its notes one after another, see
 `beepnet.enroll.find.min_notes`), the window must hold two of its notes: one note of the
 radio at one of the tune's pitches is not the tune. A window without such a tone scores
@@ -55,12 +57,21 @@ took enroll's false alarms from 62 to 16 in 12 hours (at any score: 48), and los
 window in 1,200."""
 
 
-def pitch_tracker(pitches: tuple[float, ...], rate: int = 16000) -> ToneDetector:
+STEADY_WOBBLE_HZ = 5.0
+"""The frequency wobble (standard deviation over a tone, in the tracker's 32-ms frames) that
+costs a tone one unit of the tracker's score: the tone detector's own default, and the
+pitch check's unless the machine's beep is shakier (`beepnet.enroll.find.beep_wobble`)."""
+
+
+def pitch_tracker(pitches: tuple[float, ...], rate: int = 16000,
+                  wobble_hz: float = STEADY_WOBBLE_HZ) -> ToneDetector:
     """The tone tracker `has_pitch` looks with: the tone detector's usual band, widened to
-    take in every enrolled pitch (enroll may have searched a wider `detector.tone_*_hz`)."""
+    take in every enrolled pitch (enroll may have searched a wider `detector.tone_*_hz`),
+    and as tolerant of a wobbling pitch as the machine's own beep needs (``wobble_hz``)."""
     lo = min([1000.0, *(f / (1 + 2 * PITCH_TOLERANCE) for f in pitches)])
     hi = max([6000.0, *(f * (1 + 2 * PITCH_TOLERANCE) for f in pitches)])
-    return ToneDetector(rate, min_hz=max(20.0, lo), max_hz=min(hi, 0.48 * rate))
+    return ToneDetector(rate, min_hz=max(20.0, lo), max_hz=min(hi, 0.48 * rate),
+                        wobble_hz=wobble_hz)
 
 
 def pitch_notes(pitches: tuple[float, ...] | list[float]) -> list[int]:
@@ -152,8 +163,9 @@ class BeepNetDetector:
         self.pitches = tuple(self.info.beep_pitches_hz)
         self.timbres = tuple(self.info.beep_timbre)
         self.min_notes = self.info.beep_min_notes
-        self._pitch_tones = (pitch_tracker(self.pitches, self.sample_rate) if self.pitches
-                             else None)
+        self.wobble_hz = self.info.beep_wobble_hz or STEADY_WOBBLE_HZ
+        self._pitch_tones = (pitch_tracker(self.pitches, self.sample_rate, self.wobble_hz)
+                             if self.pitches else None)
         # Warm-up: the first call pays the runtime's one-off setup (torch's, BLAS buffers).
         self._probs(np.zeros(int(self.info.window_seconds * self.sample_rate), np.float32))
         log.debug("loaded %s", self.describe())
@@ -166,6 +178,8 @@ class BeepNetDetector:
             pitches += " and its timbre"
         if self.pitches and self.min_notes > 1:
             pitches += f", {self.min_notes} notes of its tune a window"
+        if self.pitches and self.wobble_hz != STEADY_WOBBLE_HZ:
+            pitches += f", a tone wobbling up to {self.wobble_hz:.0f} Hz"
         return (f"beepnet model {Path(self.info.path).name} ({', '.join(self.labels)}; "
                 f"threshold {self.threshold:.2f}{pitches}{runtime})")
 

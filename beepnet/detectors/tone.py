@@ -336,9 +336,10 @@ class ToneDetector:
         """Standard deviation of a run's peak frequency (onset/offset frames already dropped)."""
         return float(np.std(peak_hz))
 
-    def _score_run(self, prominence: float, duration_ms: float, wobble_hz: float, rivals: int,
-                   whole_window: bool) -> float:
-        """Logistic score from prominence, duration, wobble and rivals; scaled down for whines."""
+    def score_run(self, prominence: float, duration_ms: float, wobble_hz: float, rivals: int,
+                  whole_window: bool = False) -> float:
+        """Logistic score from prominence, duration, wobble and rivals; scaled down for whines.
+        (Public so that a run measured by one tracker can be judged by another's knobs.)"""
         bonus = np.log2(np.clip(duration_ms / self.min_ms, 1.0, 8.0))
         logit = ((prominence - self.mid_prominence_db) / self.prominence_scale_db + bonus
                  - (wobble_hz / self.wobble_hz) ** 2)
@@ -370,7 +371,7 @@ class ToneDetector:
             mean_prom = float(np.mean(np.maximum(fr.prominence_db[members], 0.0)))
             rivals = self._rivals(fr.context_db[core])
             wobble = self._wobble(fr.peak_hz[core])
-            score = self._score_run(mean_prom, 1000 * (end - start), wobble, rivals, whole)
+            score = self.score_run(mean_prom, 1000 * (end - start), wobble, rivals, whole)
             out.append(ToneRun(first, last, float(np.median(fr.peak_hz[members])), mean_prom, wobble,
                                rivals, start, end, whole, score))
         return sorted(out, key=lambda r: r.first)

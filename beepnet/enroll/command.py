@@ -104,11 +104,12 @@ def _run(cfg: Config, args) -> int:
     recordings, names, room = heard.recordings, heard.names, heard.room
     t0 = time.monotonic()
     from .clips import MIN_ROOM_S
-    from .find import beep_table, find_beeps
+    from .find import beep_table, find_beeps, machine_beeps
 
     beeps = []
     for i, x in enumerate(recordings):
         beeps += find_beeps(x, i, cfg.detector.tone_min_hz, cfg.detector.tone_max_hz)
+    beeps, wobble = machine_beeps(beeps)
     _keep(keep, heard, args.beeps or [])
     total = sum(len(x) for x in recordings) / SAMPLE_RATE
     if len(beeps) < 2:
@@ -132,7 +133,7 @@ def _run(cfg: Config, args) -> int:
         raise EnrollError(f"only {len(room) / SAMPLE_RATE:.1f} s of room sound: at least "
                           f"{MIN_ROOM_S:g} s are needed (--room-seconds, or --room FILE)")
 
-    new, current = _build(cfg, base, base_path, recordings, beeps, room, model_path)
+    new, current = _build(cfg, base, base_path, recordings, beeps, wobble, room, model_path)
     say(f"built {model_path} in {time.monotonic() - t0:.1f} s")
     return _decide(cfg, args, target, model_path, new, current, keep)
 
@@ -296,14 +297,20 @@ class Fitted:
     size: int
     min_notes: int = 1
     """2 when the beep is a tune (`find.min_notes`)."""
+    wobble_hz: float | None = None
+    """The wobble of the beep's pitch that the check allows (`find.beep_wobble`), None for
+    a steady beep."""
 
 
-def fit(base, recordings, beeps, room) -> Fitted:
-    """The base model's head refitted on the found beeps and the room, with the beeps'
-    pitches and timbres. No file is written."""
+def fit(base, recordings, beeps, room, wobble_hz: float | None = None) -> Fitted:
+    """The base model's head refitted on the found beeps (`find.machine_beeps`) and the
+    room, with the beeps' pitches and timbres, and the wobble the pitch check allows
+    (``wobble_hz``, from `find.machine_beeps`; None for a steady beep). No file is
+    written."""
     from ..detectors import timbre
     from ..model.npnet import NumpyBeepNet, limit_blas_threads
     from . import clips
+    from ..detectors.beepnet import STEADY_WOBBLE_HZ
     from .find import beep_pitches, beep_timbres, min_notes
     from .head import THRESHOLD_RANGE, TIMBRE_CHECKED_MAX, fit_head
 
@@ -320,10 +327,12 @@ def fit(base, recordings, beeps, room) -> Fitted:
     head = fit_head(base, net, clips.beep_clips(s, TRAIN_BEEPS, size, rng), others,
                     highest=TIMBRE_CHECKED_MAX if timbre.every_pitch_has_one(timbres)
                     else THRESHOLD_RANGE[1])
-    return Fitted(head, pitches, timbres, s, size, min_notes(beeps))
+    return Fitted(head, pitches, timbres, s, size, min_notes(beeps),
+                  None if wobble_hz == STEADY_WOBBLE_HZ else wobble_hz)
 
 
-def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_path: Path):
+def _build(cfg: Config, base, base_path: Path, recordings, beeps, wobble: float, room,
+           model_path: Path):
     """Fit, write and score the new model; (its Score, the model in use's Score or None)."""
     from ..model.compare import load_in_use, score_detector
     from ..model.modelfile import ModelFileError
@@ -331,7 +340,7 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
     from . import clips
     from .head import write_enrolled
 
-    fitted = fit(base, recordings, beeps, room)
+    fitted = fit(base, recordings, beeps, room, wobble)
     head, s, size = fitted.head, fitted.split, fitted.size
     for f, ref in zip(fitted.pitches, fitted.timbres):
         say(f"the beep at {f:.0f} Hz: " + (describe(ref) if ref is not None else
@@ -339,6 +348,9 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
     if fitted.min_notes > 1:
         say(f"the beep is a tune: an alert needs {fitted.min_notes} of its notes, so that a "
             "single note of music at one of its pitches does not pass")
+    if fitted.wobble_hz is not None:
+        say(f"the beep's pitch wobbles more than most beeps' (short tones of a ringing "
+            f"piezo do): the pitch check allows {fitted.wobble_hz:.0f} Hz of wobble, not 5")
     hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
     sha = hashlib.sha256()
     for x in [*recordings, room]:
@@ -348,7 +360,7 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
     try:
         write_enrolled(model_path, base, head, metrics=metrics, data_sha256=sha.hexdigest(),
                        beep_pitches_hz=fitted.pitches, beep_timbre=fitted.timbres,
-                       beep_min_notes=fitted.min_notes)
+                       beep_min_notes=fitted.min_notes, beep_wobble_hz=fitted.wobble_hz)
         os.chmod(model_path, 0o644)  # the service's own user reads it
     except OSError as e:
         raise EnrollError(f"cannot write {model_path}: {e.strerror or e}") from None
@@ -374,7 +386,7 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, room, model_pa
     try:
         write_enrolled(model_path, base, head, metrics=metrics, data_sha256=sha.hexdigest(),
                        beep_pitches_hz=fitted.pitches, beep_timbre=fitted.timbres,
-                       beep_min_notes=fitted.min_notes)
+                       beep_min_notes=fitted.min_notes, beep_wobble_hz=fitted.wobble_hz)
         os.chmod(model_path, 0o644)
     except (OSError, ModelFileError) as e:
         raise EnrollError(f"cannot write {model_path}: {e}") from None

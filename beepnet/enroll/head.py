@@ -148,11 +148,12 @@ def fit_head(base: ModelFile, net: NumpyBeepNet, beeps: Iterable[np.ndarray],
 
 def write_enrolled(path, base: ModelFile, head: Head, *, metrics: dict, data_sha256: str,
                    beep_pitches_hz: list[float] | tuple[float, ...] = (),
-                   beep_timbre: list | tuple = (), beep_min_notes: int = 1) -> None:
+                   beep_timbre: list | tuple = (), beep_min_notes: int = 1,
+                   beep_wobble_hz: float | None = None) -> None:
     """The base model with ``head`` as its classifier (same classes, a new beep row), and
-    the machine's beep pitches (`find.beep_pitches`), their timbres (`find.beep_timbres`)
-    and how many of its notes a window must hold (`find.min_notes`), which the detector
-    then checks."""
+    the machine's beep pitches (`find.beep_pitches`), their timbres (`find.beep_timbres`),
+    how many of its notes a window must hold (`find.min_notes`) and how much its pitch
+    wobbles (`find.beep_wobble`), which the detector then checks."""
     tensors = dict(base.tensors)
     tensors["classifier.weight"] = head.weights[:, :, None].astype(np.float32)
     tensors["classifier.bias"] = head.biases.astype(np.float32)
@@ -161,4 +162,4 @@ def write_enrolled(path, base: ModelFile, head: Head, *, metrics: dict, data_sha
                      window_seconds=float(base.meta.get("window_seconds", 3.0)),
                      hop_seconds=float(base.meta.get("hop_seconds", 1.5)),
                      beep_pitches_hz=beep_pitches_hz, beep_timbre=beep_timbre,
-                     beep_min_notes=beep_min_notes)
+                     beep_min_notes=beep_min_notes, beep_wobble_hz=beep_wobble_hz)

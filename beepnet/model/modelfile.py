@@ -10,8 +10,9 @@ as a dict, with its ``kind``), ``labels`` (class names; ``"beep"`` is the positi
 ``sample_rate``, ``window_seconds``, ``hop_seconds``, ``threshold`` (on P(beep)),
 ``metrics`` (validation figures), ``data_sha256`` (of the sorted training file list with
 labels), ``beepnet_version`` and ``created``; a model made for one machine adds
-``beep_pitches_hz`` and ``beep_timbre`` (and ``beep_min_notes`` for a tune), one trained
-by `beepnet train` ``trained_on`` (the CPU and torch build: `beepnet.training.rebuilt`).
+``beep_pitches_hz`` and ``beep_timbre`` (``beep_min_notes`` for a tune, ``beep_wobble_hz``
+for a shaky beep), one trained by `beepnet train` ``trained_on`` (the CPU and torch build:
+`beepnet.training.rebuilt`).
 
 Reading is in two steps. `read_header` checks everything but the numbers themselves
 without numpy (the supervisor runs it at start, before any process is spawned: importing
@@ -112,6 +113,10 @@ class ModelInfo:
     beep_min_notes: int = 1
     """How many different notes of ``beep_pitches_hz`` a beep window must hold: 2 when the
     machine's beep is a tune (`beepnet.enroll.find.min_notes`)."""
+    beep_wobble_hz: float | None = None
+    """How much the pitch of the machine's beep wobbles (`beepnet.enroll.find.beep_wobble`),
+    which the pitch check's tone tracker allows; None: a steady beep (the tracker's
+    default)."""
 
     @property
     def beep_index(self) -> int:
@@ -129,7 +134,8 @@ class ModelInfo:
                    beep_pitches_hz=_pitches(mf.path, m.get("beep_pitches_hz", [])),
                    beep_timbre=_timbre(mf.path, m.get("beep_timbre", []),
                                        len(m.get("beep_pitches_hz", []))),
-                   beep_min_notes=_min_notes(mf.path, m.get("beep_min_notes", 1)))
+                   beep_min_notes=_min_notes(mf.path, m.get("beep_min_notes", 1)),
+                   beep_wobble_hz=_wobble(mf.path, m.get("beep_wobble_hz")))
 
 
 def _pitches(path: str, value: Any) -> tuple[float, ...]:
@@ -143,6 +149,14 @@ def _min_notes(path: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 8:
         raise ModelFileError(f"{path}: beep_min_notes must be a whole number from 1 to 8")
     return value
+
+
+def _wobble(path: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 1 <= value <= 100:
+        raise ModelFileError(f"{path}: beep_wobble_hz must be a number of Hz from 1 to 100")
+    return float(value)
 
 
 def _timbre(path: str, value: Any, pitches: int) -> tuple[dict | None, ...]:
@@ -353,7 +367,7 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
                      hop_seconds: float = 1.5, created: str | None = None,
                      beep_pitches_hz: list[float] | tuple[float, ...] = (),
                      beep_timbre: list | tuple = (), beep_min_notes: int = 1,
-                     trained_on: str = "") -> None:
+                     beep_wobble_hz: float | None = None, trained_on: str = "") -> None:
     """Write a model file atomically (a half-written file never replaces a good one).
 
     ``beep_pitches_hz``: the pitches of the one machine's beep a model was made for
@@ -361,10 +375,11 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
     `beepnet.detectors.beepnet`). Empty for a general model. ``beep_timbre``: one
     `beepnet.detectors.timbre.ranges` (or None) per pitch, which that tone must then fit;
     empty for none. ``beep_min_notes``: 2 when the beep is a tune whose window must hold
-    two of its notes (written only then). ``trained_on``: the CPU and torch that trained
-    the weights (`beepnet.training.torchmodel.trained_on`): the same training on another
-    kind of CPU gives other weights, and `beepnet.training.rebuilt` says so when a rebuild
-    differs."""
+    two of its notes (written only then). ``beep_wobble_hz``: the wobble of the beep's
+    pitch that the check allows, when more than a steady beep's (None). ``trained_on``: the
+    CPU and torch that trained the weights (`beepnet.training.torchmodel.trained_on`): the
+    same training on another kind of CPU gives other weights, and
+    `beepnet.training.rebuilt` says so when a rebuild differs."""
     import numpy as np
     from safetensors.numpy import save
 
@@ -386,6 +401,8 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
         blob["beep_timbre"] = list(beep_timbre)
     if beep_min_notes > 1:
         blob["beep_min_notes"] = int(beep_min_notes)
+    if beep_wobble_hz is not None:
+        blob["beep_wobble_hz"] = round(float(beep_wobble_hz), 1)
     if trained_on:
         blob["trained_on"] = str(trained_on)
     arrays = {}

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..detectors import timbre
-from ..detectors.beepnet import has_pitch, pitch_tracker
-from ..enroll.find import beep_pitches, beep_timbres, find_beeps, min_notes
+from ..detectors.beepnet import STEADY_WOBBLE_HZ, has_pitch, pitch_tracker
+from ..enroll.find import beep_pitches, beep_timbres, find_beeps, machine_beeps, min_notes
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,15 @@ searched clip by clip for long."""
 @dataclass(frozen=True)
 class MachineBeep:
     """The beep of a one-machine set: its pitches (Hz), their timbres (or None each), the
-    share of the set's beep clips that the check keeps, and how many of its notes a window
-    must hold (2 for a tune: `beepnet.enroll.find.min_notes`)."""
+    share of the set's beep clips that the check keeps, how many of its notes a window
+    must hold (2 for a tune: `beepnet.enroll.find.min_notes`) and how much wobble of its
+    pitch the check allows (`beepnet.enroll.find.beep_wobble`)."""
 
     pitches: tuple[float, ...]
     timbres: tuple[dict | None, ...]
     kept: float
     min_notes: int = 1
+    wobble_hz: float = STEADY_WOBBLE_HZ
 
     @property
     def timbre_checked(self) -> bool:
@@ -65,6 +67,8 @@ class MachineBeep:
         what = "pitch and timbre" if self.timbre_checked else "pitch"
         tune = (f" (a tune: {self.min_notes} of its notes a window)" if self.min_notes > 1
                 else "")
+        if self.wobble_hz != STEADY_WOBBLE_HZ:
+            tune += f" (its pitch wobbling: {self.wobble_hz:.0f} Hz allowed)"
         return (f"the beep clips are one machine's (a tone at {hz} Hz in "
                 f"{self.kept:.0%} of them): the model also checks the beep's {what}{tune}")
 
@@ -77,20 +81,21 @@ def learn(clips: list[np.ndarray], rate: int, seed: int = 0) -> MachineBeep | No
         pick = np.random.default_rng(seed).choice(len(clips), MAX_CLIPS, replace=False)
         clips = [clips[i] for i in sorted(pick)]
     clips = [_float(x) for x in clips]
-    beeps = [b for i, x in enumerate(clips) for b in find_beeps(x, i, rate=rate)]
+    beeps, wobble = machine_beeps([b for i, x in enumerate(clips)
+                                   for b in find_beeps(x, i, rate=rate)])
     pitches = tuple(beep_pitches(beeps))
     if not pitches:
         log.info("no beep pitch common to the beep clips: no pitch check")
         return None
     timbres = tuple(beep_timbres(clips, beeps, rate))
-    kept = float(np.mean(_kept(clips, pitches, timbres, rate)))
+    kept = float(np.mean(_kept(clips, pitches, timbres, rate, wobble_hz=wobble)))
     if kept < ONE_MACHINE_SHARE:
         log.info("a tone at %s Hz in only %.0f%% of the beep clips: not one machine's "
                  "beep, no pitch check", ", ".join(f"{f:.0f}" for f in pitches), 100 * kept)
         return None
     # One machine's or not is judged on one note: a tune's clips that hold only its last
     # note are still its clips.
-    return MachineBeep(pitches, timbres, kept, min_notes(beeps))
+    return MachineBeep(pitches, timbres, kept, min_notes(beeps), wobble)
 
 
 def gated(p_beep: np.ndarray, clips: list[np.ndarray], beep: MachineBeep, rate: int
@@ -99,7 +104,7 @@ def gated(p_beep: np.ndarray, clips: list[np.ndarray], beep: MachineBeep, rate: 
     check: 0 where the clip holds no tone at the machine's pitches and timbres (for
     choosing a threshold)."""
     return np.where(_kept([_float(x) for x in clips], beep.pitches, beep.timbres, rate,
-                          beep.min_notes), p_beep, 0.0)
+                          beep.min_notes, beep.wobble_hz), p_beep, 0.0)
 
 
 def _float(x: np.ndarray) -> np.ndarray:
@@ -108,8 +113,8 @@ def _float(x: np.ndarray) -> np.ndarray:
 
 
 def _kept(clips: list[np.ndarray], pitches: tuple[float, ...], timbres: tuple, rate: int,
-          notes: int = 1) -> np.ndarray:
+          notes: int = 1, wobble_hz: float = STEADY_WOBBLE_HZ) -> np.ndarray:
     """Which clips hold a tone at ``pitches`` fitting ``timbres`` (and ``notes`` of a
-    tune's: the detector's check)."""
-    tones = pitch_tracker(pitches, rate)
+    tune's; its pitch wobbling by up to ``wobble_hz``: the detector's check)."""
+    tones = pitch_tracker(pitches, rate, wobble_hz)
     return np.array([has_pitch(tones, x, pitches, timbres, notes) for x in clips], bool)

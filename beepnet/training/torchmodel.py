@@ -63,15 +63,18 @@ def save_model(path: str | os.PathLike, net: BeepNet | OriginalBeepNet, labels: 
                threshold: float, *, metrics: dict | None = None, data_sha256: str = "",
                window_seconds: float = 3.0, hop_seconds: float = 1.5,
                created: str | None = None, beep_pitches_hz: tuple[float, ...] = (),
-               beep_timbre: tuple = (), beep_min_notes: int = 1) -> None:
-    """Write ``net`` as a model file, atomically; ``beep_pitches_hz``, ``beep_timbre`` and
-    ``beep_min_notes``: one machine's beep (`beepnet.model.modelfile.write_model_file`)."""
+               beep_timbre: tuple = (), beep_min_notes: int = 1,
+               beep_wobble_hz: float | None = None) -> None:
+    """Write ``net`` as a model file, atomically; ``beep_pitches_hz``, ``beep_timbre``,
+    ``beep_min_notes`` and ``beep_wobble_hz``: one machine's beep
+    (`beepnet.model.modelfile.write_model_file`)."""
     tensors = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
     write_model_file(path, tensors, net.cfg, labels, threshold, metrics=metrics,
                      data_sha256=data_sha256, window_seconds=window_seconds,
                      hop_seconds=hop_seconds, created=created,
                      beep_pitches_hz=beep_pitches_hz, beep_timbre=beep_timbre,
-                     beep_min_notes=beep_min_notes, trained_on=trained_on())
+                     beep_min_notes=beep_min_notes, beep_wobble_hz=beep_wobble_hz,
+                     trained_on=trained_on())
 
 
 def load_model(path: str | os.PathLike) -> ModelInfo:

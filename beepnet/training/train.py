@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..detectors.beepnet import STEADY_WOBBLE_HZ
 from ..enroll.head import TIMBRE_CHECKED_MAX
 from . import machinebeep
 
@@ -638,7 +639,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     p_beep, is_beep = probs[:, 0], y[val_rows] == 0
     pitches: tuple[float, ...] = ()
     timbres: tuple = ()
-    min_notes = 1
+    min_notes, wobble = 1, None
     machine = None
     if feedback is not None:
         # The start model's threshold was set on real negatives (or the owner's room, by
@@ -646,7 +647,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
         threshold, rule = float(start.threshold), f"kept from {Path(start.path).name}"
         pitches = tuple(start.beep_pitches_hz or ())
         timbres = tuple(start.beep_timbre or ())
-        min_notes = start.beep_min_notes
+        min_notes, wobble = start.beep_min_notes, start.beep_wobble_hz
     else:
         # The original net stays as its author built it: the baseline `make
         # bench-realuser` compares with.
@@ -655,6 +656,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
         if machine is not None:
             # Scored as the detector will score them: no tone at the pitch, no alert.
             pitches, timbres, min_notes = machine.pitches, machine.timbres, machine.min_notes
+            wobble = machine.wobble_hz if machine.wobble_hz != STEADY_WOBBLE_HZ else None
             p_beep = machinebeep.gated(p_beep, [audio[i] for i in val_rows], machine, SR)
         threshold, rule = pick_threshold(p_beep, is_beep)
         if machine is not None and machine.timbre_checked and threshold > TIMBRE_CHECKED_MAX:
@@ -669,7 +671,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
         save_model(path, net, labels, threshold, metrics=val,
                    data_sha256=data_hash(list(zip(df.rel, df.label))),
                    window_seconds=WINDOW_S, hop_seconds=HOP_S, beep_pitches_hz=pitches,
-                   beep_timbre=timbres, beep_min_notes=min_notes)
+                   beep_timbre=timbres, beep_min_notes=min_notes, beep_wobble_hz=wobble)
 
     sets = [("held-out clips", val_rows, 0)]
     if feedback is not None:
