@@ -22,6 +22,23 @@ def washer_with_beeps(beeps: list[tuple[float, float, float]], seconds: float, s
     return x.astype(np.float32)
 
 
+def shaky_blips(x: np.ndarray, at: float, count: int = 5, freq: float = 3721.0,
+                seed: int = 0, sr: int = SR) -> np.ndarray:
+    """``x`` with ``count`` 90-ms blips from ``at`` s, 0.38 s apart, at ``freq`` (and a
+    partial at 4/3 of it) whose pitch shakes by 1 % at 20 Hz: what a real piezo's button
+    blips look like to the 32-ms frames of the tone tracker (20-24 Hz of wobble)."""
+    rng = np.random.default_rng(seed)
+    x = np.array(x, np.float32)
+    t = np.arange(int(0.09 * sr)) / sr
+    env = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.004)
+    for k in range(count):
+        shake = 1 + 0.01 * np.sin(2 * np.pi * 20 * t + rng.uniform(0, 6))
+        ph = 2 * np.pi * np.cumsum(freq * shake) / sr
+        a = int((at + 0.38 * k) * sr)
+        x[a:a + len(t)] += 0.3 * env * (np.sin(ph) + 0.5 * np.sin(4 / 3 * ph))
+    return x
+
+
 def convert(x: np.ndarray, path: Path, rate: int = SR, channels: int = 1,
             subtype: str | None = None) -> Path:
     """Write ``x`` (16 kHz) at another rate/channel count, format from the extension."""

@@ -24,6 +24,7 @@ except ModuleNotFoundError:  # Python 3.10
 from beepnet.model.modelfile import read_header
 from beepnet.training import synth
 from procs import REPO, LogReader
+from signals import shaky_blips
 
 SR = 16000
 PITCH = 2700.0
@@ -239,6 +240,29 @@ def test_a_worse_model_is_not_put_in_use_unless_forced(env, tmp_path):
     assert "kept the model in use" not in r.stdout + r.stderr
     model = detector_settings(cfg)["model"]
     assert Path(model).parent == tmp_path / "state" / "models" and Path(model).is_file()
+
+
+def test_a_piezo_whose_short_blips_shake_in_pitch(env, tmp_path):
+    """Button blips of 90 ms whose pitch wobbles by 20 Hz, as a cheap piezo's do: enroll
+    finds them (the tone detector's own tracker scores them 0), says that its pitch check
+    allows the wobble, and the model file carries it."""
+    rng = np.random.default_rng(3)
+    x = room(rng, 40.0)
+    for k, at in enumerate([3.0, 11.0, 19.5, 27.0, 35.0]):
+        x = shaky_blips(x, at, count=3, seed=k)
+    beeps = write(tmp_path / "blips.wav", x)
+    cfg = tmp_path / "beepnet.toml"
+    cfg.write_text(f'[storage]\ndir = "{tmp_path / "state"}"\n', encoding="utf-8")
+    out = tmp_path / "blips.safetensors"
+    r = enroll(env, "--config", str(cfg), "--beeps", str(beeps), "--model-out", str(out),
+               "--force")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "found 15 beeps in 40 s" in r.stdout, r.stdout
+    assert all(abs(f - 3721.0) < 0.02 * 3721.0 for f in found_pitches(r.stdout)), r.stdout
+    m = re.search(r"^the beep's pitch wobbles more than most .* allows (\d+) Hz of wobble, "
+                  r"not 5$", r.stdout, re.M)
+    assert m and int(m.group(1)) > 5, r.stdout
+    assert read_header(out).meta["beep_wobble_hz"] == int(m.group(1))
 
 
 def test_refusals_are_one_line_and_an_exit_status(env, tmp_path):

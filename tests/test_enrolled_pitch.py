@@ -22,6 +22,7 @@ from beepnet.model.modelfile import (METADATA_KEY, ModelFileError, read_model_fi
                                      write_model_file)
 from beepnet.model.preflight import find_default_model
 from beepnet.training import synth
+from signals import shaky_blips
 
 SR = 16000
 
@@ -145,19 +146,9 @@ def test_a_general_model_has_no_pitch_check_and_bad_pitches_are_refused(tmp_path
 
 
 def _shaky_blips(seed: int) -> np.ndarray:
-    """A 3-s recording of five 90-ms blips at 3.72 kHz (and a partial at 4/3 of it) whose
-    pitch shakes by 1 % at 20 Hz, in a noisy room: what a real piezo's button blips look
-    like to the 32-ms frames of the tone tracker (20-24 Hz of wobble)."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0.0, 0.03, 3 * SR).astype(np.float32)
-    t = np.arange(int(0.09 * SR)) / SR
-    env = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.004)
-    for k in range(5):
-        ph = 2 * np.pi * np.cumsum(3721.0 * (1 + 0.01 * np.sin(2 * np.pi * 20 * t
-                                                                + rng.uniform(0, 6)))) / SR
-        at = int((0.5 + 0.38 * k) * SR)
-        x[at:at + len(t)] += 0.3 * env * (np.sin(ph) + 0.5 * np.sin(4 / 3 * ph))
-    return x
+    """A 3-s recording of five shaky piezo blips (`signals.shaky_blips`) in a noisy room."""
+    noise = np.random.default_rng(seed).normal(0.0, 0.03, 3 * SR)
+    return shaky_blips(noise, 0.5, seed=seed)
 
 
 def test_short_shaky_blips_are_found_and_the_check_allows_their_wobble(tmp_path):
