@@ -86,6 +86,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.modelfile import STEADY_WOBBLE_HZ
+
 log = logging.getLogger(__name__)
 
 SR = 16000
@@ -351,17 +353,14 @@ def enroll_model(beep_files: list[Path], room_files: list[Path], base_path: Path
     from ..audio.files import read_audio
     from ..config import DetectorConfig
     from ..enroll.command import fit
-    from ..enroll.find import find_beeps, machine_beeps
+    from ..enroll.find import find_machine_beeps
     from ..enroll.head import write_enrolled
     from ..model.modelfile import read_model_file
 
     cfg = DetectorConfig()
     recordings = [read_audio(p) for p in beep_files]
     room = np.concatenate([read_audio(p) for p in room_files]).astype(np.float32)
-    found = []
-    for i, x in enumerate(recordings):
-        found += find_beeps(x, i, cfg.tone_min_hz, cfg.tone_max_hz)
-    found, wobble = machine_beeps(found)
+    found, wobble = find_machine_beeps(recordings, cfg.tone_min_hz, cfg.tone_max_hz)
     if len(found) < 2:
         raise ValueError(f"enroll found {len(found)} beep(s) in {len(recordings)} recordings")
     base = read_model_file(base_path)
@@ -469,13 +468,13 @@ def _p_beep(paths: dict[str, str], windows: np.ndarray) -> dict[str, np.ndarray]
 
 def _check_pitches(p: np.ndarray, windows: np.ndarray, threshold: float,
                    pitches: tuple[float, ...], timbres: tuple = (), min_notes: int = 1,
-                   wobble_hz: float | None = None) -> None:
+                   wobble_hz: float = STEADY_WOBBLE_HZ) -> None:
     """What the daemon's detector does with an enrolled model (`detectors.beepnet`): a
     window over the threshold without a tone at the machine's pitches (and timbres; two
     notes of a tune; as steady as the machine's beep) drops under it."""
-    from ..detectors.beepnet import STEADY_WOBBLE_HZ, pitch_checked, pitch_tracker
+    from ..detectors.beepnet import pitch_checked, pitch_tracker
 
-    tones = pitch_tracker(pitches, SR, wobble_hz or STEADY_WOBBLE_HZ)
+    tones = pitch_tracker(pitches, SR, wobble_hz)
     for i in np.flatnonzero(p >= threshold):
         p[i] = pitch_checked(float(p[i]), threshold, tones,
                              windows[i].astype(np.float32) / 32767, pitches, timbres,

@@ -40,7 +40,7 @@ import numpy as np
 from beepnet.detectors import timbre
 from beepnet.detectors.base import WindowScore
 from beepnet.detectors.tone import ToneDetector
-from beepnet.model.modelfile import ModelFileError
+from beepnet.model.modelfile import STEADY_WOBBLE_HZ, ModelFileError
 from beepnet.model.npnet import limit_blas_threads, load_numpy_model, softmax
 from beepnet.model.preflight import RUNTIMES, TORCH_MISSING, find_default_model
 
@@ -55,12 +55,6 @@ PITCH_MIN_SCORE = 0.3
 real-sound machines of `make bench-realuser` (where it was chosen, among 0-0.5) the check
 took enroll's false alarms from 62 to 16 in 12 hours (at any score: 48), and lost one beep
 window in 1,200."""
-
-
-STEADY_WOBBLE_HZ = 5.0
-"""The frequency wobble (standard deviation over a tone, in the tracker's 32-ms frames) that
-costs a tone one unit of the tracker's score: the tone detector's own default, and the
-pitch check's unless the machine's beep is shakier (`beepnet.enroll.find.beep_wobble`)."""
 
 
 def pitch_tracker(pitches: tuple[float, ...], rate: int = 16000,
@@ -163,7 +157,7 @@ class BeepNetDetector:
         self.pitches = tuple(self.info.beep_pitches_hz)
         self.timbres = tuple(self.info.beep_timbre)
         self.min_notes = self.info.beep_min_notes
-        self.wobble_hz = self.info.beep_wobble_hz or STEADY_WOBBLE_HZ
+        self.wobble_hz = self.info.beep_wobble_hz
         self._pitch_tones = (pitch_tracker(self.pitches, self.sample_rate, self.wobble_hz)
                              if self.pitches else None)
         # Warm-up: the first call pays the runtime's one-off setup (torch's, BLAS buffers).

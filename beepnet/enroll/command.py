@@ -36,6 +36,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..config import Config
+from ..model.modelfile import STEADY_WOBBLE_HZ
 
 if TYPE_CHECKING:
     from .clips import Split
@@ -104,12 +105,10 @@ def _run(cfg: Config, args) -> int:
     recordings, names, room = heard.recordings, heard.names, heard.room
     t0 = time.monotonic()
     from .clips import MIN_ROOM_S
-    from .find import beep_table, find_beeps, machine_beeps
+    from .find import beep_table, find_machine_beeps
 
-    beeps = []
-    for i, x in enumerate(recordings):
-        beeps += find_beeps(x, i, cfg.detector.tone_min_hz, cfg.detector.tone_max_hz)
-    beeps, wobble = machine_beeps(beeps)
+    beeps, wobble = find_machine_beeps(recordings, cfg.detector.tone_min_hz,
+                                       cfg.detector.tone_max_hz)
     _keep(keep, heard, args.beeps or [])
     total = sum(len(x) for x in recordings) / SAMPLE_RATE
     if len(beeps) < 2:
@@ -297,20 +296,17 @@ class Fitted:
     size: int
     min_notes: int = 1
     """2 when the beep is a tune (`find.min_notes`)."""
-    wobble_hz: float | None = None
-    """The wobble of the beep's pitch that the check allows (`find.beep_wobble`), None for
-    a steady beep."""
+    wobble_hz: float = STEADY_WOBBLE_HZ
+    """The wobble of the beep's pitch that the check allows (`find.beep_wobble`)."""
 
 
-def fit(base, recordings, beeps, room, wobble_hz: float | None = None) -> Fitted:
+def fit(base, recordings, beeps, room, wobble_hz: float = STEADY_WOBBLE_HZ) -> Fitted:
     """The base model's head refitted on the found beeps (`find.machine_beeps`) and the
     room, with the beeps' pitches and timbres, and the wobble the pitch check allows
-    (``wobble_hz``, from `find.machine_beeps`; None for a steady beep). No file is
-    written."""
+    (``wobble_hz``, from `find.machine_beeps`). No file is written."""
     from ..detectors import timbre
     from ..model.npnet import NumpyBeepNet, limit_blas_threads
     from . import clips
-    from ..detectors.beepnet import STEADY_WOBBLE_HZ
     from .find import beep_pitches, beep_timbres, min_notes
     from .head import THRESHOLD_RANGE, TIMBRE_CHECKED_MAX, fit_head
 
@@ -327,8 +323,7 @@ def fit(base, recordings, beeps, room, wobble_hz: float | None = None) -> Fitted
     head = fit_head(base, net, clips.beep_clips(s, TRAIN_BEEPS, size, rng), others,
                     highest=TIMBRE_CHECKED_MAX if timbre.every_pitch_has_one(timbres)
                     else THRESHOLD_RANGE[1])
-    return Fitted(head, pitches, timbres, s, size, min_notes(beeps),
-                  None if wobble_hz == STEADY_WOBBLE_HZ else wobble_hz)
+    return Fitted(head, pitches, timbres, s, size, min_notes(beeps), wobble_hz)
 
 
 def _build(cfg: Config, base, base_path: Path, recordings, beeps, wobble: float, room,
@@ -348,7 +343,7 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, wobble: float,
     if fitted.min_notes > 1:
         say(f"the beep is a tune: an alert needs {fitted.min_notes} of its notes, so that a "
             "single note of music at one of its pitches does not pass")
-    if fitted.wobble_hz is not None:
+    if fitted.wobble_hz != STEADY_WOBBLE_HZ:
         say(f"the beep's pitch wobbles more than most beeps' (short tones of a ringing "
             f"piezo do): the pitch check allows {fitted.wobble_hz:.0f} Hz of wobble, not 5")
     hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))

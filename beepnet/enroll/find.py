@@ -22,8 +22,9 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..audio.gate import frame_levels
 from ..detectors import timbre
-from ..detectors.beepnet import PITCH_MIN_SCORE, STEADY_WOBBLE_HZ, pitch_notes
+from ..detectors.beepnet import PITCH_MIN_SCORE, pitch_notes
 from ..detectors.tone import ToneDetector
+from ..model.modelfile import STEADY_WOBBLE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -162,14 +163,19 @@ def beep_wobble(beeps: list[FoundBeep], min_share: float = 0.1) -> float:
         return STEADY_WOBBLE_HZ
 
     def passing(wobble: float) -> float:
-        tracker = ToneDetector(wobble_hz=wobble)
-        return sum(tracker.score_run(b.prominence_db, 1000 * b.length, b.wobble_hz, b.rivals)
-                   >= PITCH_MIN_SCORE for b in found) / len(found)
+        return float(np.mean(_scores(found, wobble) >= PITCH_MIN_SCORE))
 
     if passing(STEADY_WOBBLE_HZ) >= SHAKY_SHARE:
         return STEADY_WOBBLE_HZ
     return next((w for w in WOBBLE_STEPS_HZ[1:] if passing(w) >= PASS_SHARE),
                 WOBBLE_STEPS_HZ[-1])
+
+
+def _scores(beeps: list[FoundBeep], wobble: float) -> np.ndarray:
+    """The tone tracker's scores of ``beeps`` as a tracker allowing ``wobble`` gives them."""
+    tracker = ToneDetector(wobble_hz=wobble)
+    return np.array([tracker.score_run(b.prominence_db, 1000 * b.length, b.wobble_hz,
+                                       b.rivals) for b in beeps])
 
 
 def machine_beeps(beeps: list[FoundBeep], min_share: float = 0.1
@@ -179,10 +185,16 @@ def machine_beeps(beeps: list[FoundBeep], min_share: float = 0.1
     (the tone detector's threshold). For a steady beep they are the beeps the tone
     detector's own tracker finds: the looser finder changes nothing for it."""
     wobble = beep_wobble(beeps, min_share)
-    tracker = ToneDetector(wobble_hz=wobble)
-    return [b for b in beeps if tracker.score_run(b.prominence_db, 1000 * b.length,
-                                                  b.wobble_hz, b.rivals)
-            >= tracker.threshold], wobble
+    beep_like = _scores(beeps, wobble) >= ToneDetector(wobble_hz=wobble).threshold
+    return [b for b, ok in zip(beeps, beep_like) if ok], wobble
+
+
+def find_machine_beeps(recordings: list[np.ndarray], min_hz: float = 1000.0,
+                       max_hz: float = 6000.0, rate: int = SAMPLE_RATE
+                       ) -> tuple[list[FoundBeep], float]:
+    """`machine_beeps` of the beeps `find_beeps` finds in each of ``recordings``."""
+    return machine_beeps([b for i, x in enumerate(recordings)
+                          for b in find_beeps(x, i, min_hz, max_hz, rate)])
 
 
 TUNE_SPAN_S = 1.5

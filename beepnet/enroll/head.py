@@ -25,7 +25,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..model.modelfile import POSITIVE, ModelFile, write_model_file
+from ..model.modelfile import POSITIVE, STEADY_WOBBLE_HZ, ModelFile, write_model_file
 from ..model.npnet import NumpyBeepNet
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def fit_head(base: ModelFile, net: NumpyBeepNet, beeps: Iterable[np.ndarray],
 def write_enrolled(path, base: ModelFile, head: Head, *, metrics: dict, data_sha256: str,
                    beep_pitches_hz: list[float] | tuple[float, ...] = (),
                    beep_timbre: list | tuple = (), beep_min_notes: int = 1,
-                   beep_wobble_hz: float | None = None) -> None:
+                   beep_wobble_hz: float = STEADY_WOBBLE_HZ) -> None:
     """The base model with ``head`` as its classifier (same classes, a new beep row), and
     the machine's beep pitches (`find.beep_pitches`), their timbres (`find.beep_timbres`),
     how many of its notes a window must hold (`find.min_notes`) and how much its pitch

@@ -61,6 +61,11 @@ POSITIVE = "beep"
 SUFFIX = ".safetensors"
 METADATA_KEY = "beepnet"
 MAX_FILE_BYTES = 16 << 20
+STEADY_WOBBLE_HZ = 5.0
+"""The frequency wobble (standard deviation over a tone, in the tone tracker's 32-ms frames)
+that costs a tone one unit of the tracker's score: `ToneDetector`'s own default, and the
+pitch check's unless the machine's beep is shakier (`beepnet.enroll.find.beep_wobble`); a
+model file without ``beep_wobble_hz`` has this."""
 """Largest model file read (a BeepNet is about 0.5 MB; the original 2-filter net 0.1 MB)."""
 _ZIP_MAGIC = b"PK\x03\x04"
 _ITEMSIZE = {"F32": 4, "I64": 8, "F16": 2, "BF16": 2, "F64": 8, "I32": 4, "I16": 2,
@@ -113,10 +118,9 @@ class ModelInfo:
     beep_min_notes: int = 1
     """How many different notes of ``beep_pitches_hz`` a beep window must hold: 2 when the
     machine's beep is a tune (`beepnet.enroll.find.min_notes`)."""
-    beep_wobble_hz: float | None = None
-    """How much the pitch of the machine's beep wobbles (`beepnet.enroll.find.beep_wobble`),
-    which the pitch check's tone tracker allows; None: a steady beep (the tracker's
-    default)."""
+    beep_wobble_hz: float = STEADY_WOBBLE_HZ
+    """The wobble of the machine's beep pitch that the pitch check's tone tracker allows
+    (`beepnet.enroll.find.beep_wobble`); `STEADY_WOBBLE_HZ` unless the beep is shaky."""
 
     @property
     def beep_index(self) -> int:
@@ -151,9 +155,9 @@ def _min_notes(path: str, value: Any) -> int:
     return value
 
 
-def _wobble(path: str, value: Any) -> float | None:
+def _wobble(path: str, value: Any) -> float:
     if value is None:
-        return None
+        return STEADY_WOBBLE_HZ
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 1 <= value <= 100:
         raise ModelFileError(f"{path}: beep_wobble_hz must be a number of Hz from 1 to 100")
     return float(value)
@@ -367,7 +371,8 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
                      hop_seconds: float = 1.5, created: str | None = None,
                      beep_pitches_hz: list[float] | tuple[float, ...] = (),
                      beep_timbre: list | tuple = (), beep_min_notes: int = 1,
-                     beep_wobble_hz: float | None = None, trained_on: str = "") -> None:
+                     beep_wobble_hz: float = STEADY_WOBBLE_HZ, trained_on: str = ""
+                     ) -> None:
     """Write a model file atomically (a half-written file never replaces a good one).
 
     ``beep_pitches_hz``: the pitches of the one machine's beep a model was made for
@@ -376,10 +381,10 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
     `beepnet.detectors.timbre.ranges` (or None) per pitch, which that tone must then fit;
     empty for none. ``beep_min_notes``: 2 when the beep is a tune whose window must hold
     two of its notes (written only then). ``beep_wobble_hz``: the wobble of the beep's
-    pitch that the check allows, when more than a steady beep's (None). ``trained_on``: the
-    CPU and torch that trained the weights (`beepnet.training.torchmodel.trained_on`): the
-    same training on another kind of CPU gives other weights, and
-    `beepnet.training.rebuilt` says so when a rebuild differs."""
+    pitch that the check allows (written only when not `STEADY_WOBBLE_HZ`).
+    ``trained_on``: the CPU and torch that trained the weights
+    (`beepnet.training.torchmodel.trained_on`): the same training on another kind of CPU
+    gives other weights, and `beepnet.training.rebuilt` says so when a rebuild differs."""
     import numpy as np
     from safetensors.numpy import save
 
@@ -401,7 +406,7 @@ def write_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], ar
         blob["beep_timbre"] = list(beep_timbre)
     if beep_min_notes > 1:
         blob["beep_min_notes"] = int(beep_min_notes)
-    if beep_wobble_hz is not None:
+    if beep_wobble_hz != STEADY_WOBBLE_HZ:
         blob["beep_wobble_hz"] = round(float(beep_wobble_hz), 1)
     if trained_on:
         blob["trained_on"] = str(trained_on)

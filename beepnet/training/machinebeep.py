@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..detectors import timbre
-from ..detectors.beepnet import STEADY_WOBBLE_HZ, has_pitch, pitch_tracker
-from ..enroll.find import beep_pitches, beep_timbres, find_beeps, machine_beeps, min_notes
+from ..detectors.beepnet import has_pitch, pitch_tracker
+from ..enroll.find import beep_pitches, beep_timbres, find_machine_beeps, min_notes
+from ..model.modelfile import STEADY_WOBBLE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,7 @@ def learn(clips: list[np.ndarray], rate: int, seed: int = 0) -> MachineBeep | No
         pick = np.random.default_rng(seed).choice(len(clips), MAX_CLIPS, replace=False)
         clips = [clips[i] for i in sorted(pick)]
     clips = [_float(x) for x in clips]
-    beeps, wobble = machine_beeps([b for i, x in enumerate(clips)
-                                   for b in find_beeps(x, i, rate=rate)])
+    beeps, wobble = find_machine_beeps(clips, rate=rate)
     pitches = tuple(beep_pitches(beeps))
     if not pitches:
         log.info("no beep pitch common to the beep clips: no pitch check")

@@ -19,6 +19,7 @@ from ..model.arch import NetConfig, OriginalConfig, arch_from_dict
 from ..model.modelfile import (
     FORMAT,
     POSITIVE,
+    STEADY_WOBBLE_HZ,
     ModelFileError,
     ModelInfo,
     first_line,
@@ -64,7 +65,7 @@ def save_model(path: str | os.PathLike, net: BeepNet | OriginalBeepNet, labels: 
                window_seconds: float = 3.0, hop_seconds: float = 1.5,
                created: str | None = None, beep_pitches_hz: tuple[float, ...] = (),
                beep_timbre: tuple = (), beep_min_notes: int = 1,
-               beep_wobble_hz: float | None = None) -> None:
+               beep_wobble_hz: float = STEADY_WOBBLE_HZ) -> None:
     """Write ``net`` as a model file, atomically; ``beep_pitches_hz``, ``beep_timbre``,
     ``beep_min_notes`` and ``beep_wobble_hz``: one machine's beep
     (`beepnet.model.modelfile.write_model_file`)."""

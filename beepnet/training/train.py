@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..detectors.beepnet import STEADY_WOBBLE_HZ
+from ..model.modelfile import STEADY_WOBBLE_HZ
 from ..enroll.head import TIMBRE_CHECKED_MAX
 from . import machinebeep
 
@@ -639,7 +639,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
     p_beep, is_beep = probs[:, 0], y[val_rows] == 0
     pitches: tuple[float, ...] = ()
     timbres: tuple = ()
-    min_notes, wobble = 1, None
+    min_notes, wobble = 1, STEADY_WOBBLE_HZ
     machine = None
     if feedback is not None:
         # The start model's threshold was set on real negatives (or the owner's room, by
@@ -656,7 +656,7 @@ def train(data_dir: str | Path, out: str | Path, epochs: int = 15, seed: int = 0
         if machine is not None:
             # Scored as the detector will score them: no tone at the pitch, no alert.
             pitches, timbres, min_notes = machine.pitches, machine.timbres, machine.min_notes
-            wobble = machine.wobble_hz if machine.wobble_hz != STEADY_WOBBLE_HZ else None
+            wobble = machine.wobble_hz
             p_beep = machinebeep.gated(p_beep, [audio[i] for i in val_rows], machine, SR)
         threshold, rule = pick_threshold(p_beep, is_beep)
         if machine is not None and machine.timbre_checked and threshold > TIMBRE_CHECKED_MAX:
