@@ -39,7 +39,7 @@ import numpy as np
 
 from beepnet.detectors import timbre
 from beepnet.detectors.base import WindowScore
-from beepnet.detectors.tone import ToneDetector
+from beepnet.detectors.tone import ToneDetector, ToneRun
 from beepnet.model.modelfile import STEADY_WOBBLE_HZ, ModelFileError
 from beepnet.model.npnet import limit_blas_threads, load_numpy_model, softmax
 from beepnet.model.preflight import RUNTIMES, TORCH_MISSING, find_default_model
@@ -96,15 +96,21 @@ def has_pitch(tones: ToneDetector, x: np.ndarray, pitches: tuple[float, ...],
         if r.score < PITCH_MIN_SCORE:
             continue
         for i, f in enumerate(pitches):
-            if notes[i] in heard or abs(r.freq_hz - f) > PITCH_TOLERANCE * f:
-                continue
-            ref = timbres[i] if i < len(timbres) else None
-            if ref is None or timbre.matches(
-                    timbre.measure(x, r.start, r.end, r.freq_hz, tones.sample_rate), ref):
+            if notes[i] not in heard and tone_fits(
+                    x, r, f, timbres[i] if i < len(timbres) else None, tones.sample_rate):
                 heard.add(notes[i])
                 if len(heard) >= need:
                     return True
     return False
+
+
+def tone_fits(x: np.ndarray, run: ToneRun, pitch: float, timbre_ref: dict | None,
+              rate: int) -> bool:
+    """Whether the tracker's ``run`` in ``x`` is at ``pitch`` (within `PITCH_TOLERANCE`)
+    with the harmonics of ``timbre_ref`` (any, when None)."""
+    return abs(run.freq_hz - pitch) <= PITCH_TOLERANCE * pitch and (
+        timbre_ref is None or timbre.matches(
+            timbre.measure(x, run.start, run.end, run.freq_hz, rate), timbre_ref))
 
 
 def pitch_checked(score: float, threshold: float, tones: ToneDetector, x: np.ndarray,
