@@ -25,6 +25,7 @@ import numpy as np
 
 from ..detectors import timbre
 from ..detectors.beepnet import has_pitch, pitch_tracker, tone_fits
+from ..detectors.tone import ToneDetector
 from ..enroll.find import beep_pitches, beep_timbres, find_machine_beeps, min_notes
 from ..model.modelfile import STEADY_WOBBLE_HZ
 
@@ -111,10 +112,10 @@ def learn(clips: list[np.ndarray], rate: int, seed: int = 0) -> MachineBeep | No
                        min_notes(beeps), wobble)
 
 
-def cut_by_edge(tones, x: np.ndarray, pitches: tuple[float, ...],
+def cut_by_edge(tones: ToneDetector, x: np.ndarray, pitches: tuple[float, ...],
                 timbres: tuple[dict | None, ...] = ()) -> bool:
     """Whether ``x`` holds a tone at one of ``pitches`` (fitting that pitch's timbre, if
-    ``timbres`` has one) that a window edge cuts; ``tones``: a `ToneDetector`. The check
+    ``timbres`` has one) that a window edge cuts, as ``tones`` tracks them. The check
     may well drop such a window, the tone too short in it to score, but the daemon's next
     or previous window, half a window away, holds the part the edge cut: the beep is still
     heard. A tone through the whole window is a whine."""
