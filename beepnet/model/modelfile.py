@@ -61,12 +61,12 @@ POSITIVE = "beep"
 SUFFIX = ".safetensors"
 METADATA_KEY = "beepnet"
 MAX_FILE_BYTES = 16 << 20
+"""Largest model file read (a BeepNet is about 0.5 MB; the original 2-filter net 0.1 MB)."""
 STEADY_WOBBLE_HZ = 5.0
 """The frequency wobble (standard deviation over a tone, in the tone tracker's 32-ms frames)
 that costs a tone one unit of the tracker's score: `ToneDetector`'s own default, and the
 pitch check's unless the machine's beep is shakier (`beepnet.enroll.find.beep_wobble`); a
 model file without ``beep_wobble_hz`` has this."""
-"""Largest model file read (a BeepNet is about 0.5 MB; the original 2-filter net 0.1 MB)."""
 _ZIP_MAGIC = b"PK\x03\x04"
 _ITEMSIZE = {"F32": 4, "I64": 8, "F16": 2, "BF16": 2, "F64": 8, "I32": 4, "I16": 2,
              "I8": 1, "U8": 1, "BOOL": 1}
