@@ -265,6 +265,54 @@ def test_a_piezo_whose_short_blips_shake_in_pitch(env, tmp_path):
     assert read_header(out).meta["beep_wobble_hz"] == int(m.group(1))
 
 
+def radio(seed: int, seconds: float) -> np.ndarray:
+    """The room with a radio on: music, and every 4 s a note at the beep's pitch with the
+    beep's harmonics, ringing out as a piano's or a bell's does: the pitch and timbre check
+    passes it, only the head's score tells it from the beep."""
+    rng = np.random.default_rng(seed)
+    x = room(rng, seconds) + synth.music_like(rng, seconds, level=0.02)
+    for at in np.arange(1.0, seconds - 2.0, 4.0):
+        note = synth.beep(PITCH, float(rng.uniform(0.4, 1.2)), attack_s=0.01, release_s=0.1)
+        ring = np.exp(-np.arange(len(note)) / (float(rng.uniform(0.15, 0.6)) * SR))
+        x = synth.mix(x, note * ring, float(at), 12.0)
+    return x.astype(np.float32)
+
+
+def test_notes_at_the_beeps_pitch_in_the_room_stay_under_the_threshold(env, tmp_path):
+    """The room recording holds notes at the machine's pitch: enroll says so and puts the
+    threshold above them, so another stretch of that radio raises no alert, while the
+    beeps over music are all heard (at the threshold the timbre check usually allows, 0.7,
+    some of that radio's notes alert)."""
+    rng = np.random.default_rng(7)
+    beeps = write(tmp_path / "beeps.wav", with_beeps(rng, 40.0, [3.0, 11.0, 19.5, 27.0, 35.0]))
+    room_file = write(tmp_path / "radio.wav", radio(1, 120.0))
+    cfg = tmp_path / "beepnet.toml"
+    cfg.write_text(f'[storage]\ndir = "{tmp_path / "state"}"\n', encoding="utf-8")
+    out = tmp_path / "radio.safetensors"
+    r = enroll(env, "--config", str(cfg), "--beeps", str(beeps), "--room", str(room_file),
+               "--model-out", str(out), "--force")
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = re.search(r"^(\d+) window\(s\) of the room recording hold a tone at the beep's "
+                  r"pitch, with its timbre \(music\? another appliance\?\): the new model's "
+                  r"threshold stays above them \(([\d.]+)\)$", r.stdout, re.M)
+    assert m and int(m.group(1)) > 0, r.stdout
+    threshold = read_header(out).meta["threshold"]
+    assert threshold > 0.7 and f"{threshold:.2f}" == m.group(2)
+
+    rng = np.random.default_rng(8)
+    over_music = room(rng, 40.0) + synth.music_like(rng, 40.0, level=0.02)
+    for at in [3.0, 11.0, 19.5, 27.0, 35.0]:
+        over_music = synth.mix(over_music, synth.beep(PITCH, 0.3), at, 18.0)
+    write(tmp_path / "beeps over music.wav", over_music)
+    write(tmp_path / "more radio.wav", radio(2, 120.0))
+    events = detect(env, "--model", str(out), str(tmp_path / "beeps over music.wav"),
+                    str(tmp_path / "more radio.wav"))
+    assert "more radio.wav" not in events, events["more radio.wav"]
+    heard = events["beeps over music.wav"]
+    assert len(heard) == 5 and all(any(e["start"] <= at + 0.1 and at < e["end"] for e in heard)
+                                   for at in [3.0, 11.0, 19.5, 27.0, 35.0]), heard
+
+
 def test_refusals_are_one_line_and_an_exit_status(env, tmp_path):
     rng = np.random.default_rng(3)
     cfg = tmp_path / "beepnet.toml"

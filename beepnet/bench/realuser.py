@@ -373,7 +373,7 @@ def enroll_model(beep_files: list[Path], room_files: list[Path], base_path: Path
             "with_a_beep_found": len({b.recording for b in found}),
             "threshold": fitted.head.threshold, "beep_pitches_hz": fitted.pitches,
             "beep_timbre": fitted.timbres, "beep_min_notes": fitted.min_notes,
-            "beep_wobble_hz": fitted.wobble_hz}
+            "beep_wobble_hz": fitted.wobble_hz, "room_at_pitch": fitted.head.room_at_pitch}
 
 
 def _build_model(job: tuple[int, str, str, Path, int, str]) -> tuple[int, str, dict]:

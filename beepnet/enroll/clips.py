@@ -214,11 +214,15 @@ def hard_negatives(s: Split, n: int, size: int, rng: np.random.Generator,
         yield _random_place(room_crop(s.room, size, rng), fg, gain, rng)
 
 
+def windows(x: np.ndarray, size: int, hop: int) -> list[np.ndarray]:
+    """``x`` cut into windows of ``size`` samples every ``hop``, as the daemon cuts it
+    (views, not copies; one shorter window when ``x`` is shorter than ``size``)."""
+    return [x[a:a + size] for a in range(0, max(1, len(x) - size + 1), hop)]
+
+
 def heldout_clips(s: Split, size: int, hop: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(beep clips, other clips) held out: see the module docstring."""
-    room = s.heldout_room
-    others = [np.array(room[a:a + size], np.float32)
-              for a in range(0, max(1, len(room) - size + 1), hop)]
+    others = [np.array(w, np.float32) for w in windows(s.heldout_room, size, hop)]
     beeps = list(s.heldout_windows)
     per_beep = max(2, HELDOUT_PLACEMENTS // len(s.heldout_snippets))
     k = 0

@@ -305,6 +305,7 @@ def fit(base, recordings, beeps, room, wobble_hz: float = STEADY_WOBBLE_HZ) -> F
     room, with the beeps' pitches and timbres, and the wobble the pitch check allows
     (``wobble_hz``, from `find.machine_beeps`). No file is written."""
     from ..detectors import timbre
+    from ..detectors.beepnet import has_pitch, pitch_tracker
     from ..model.npnet import NumpyBeepNet, limit_blas_threads
     from . import clips
     from .find import beep_pitches, beep_timbres, min_notes
@@ -320,10 +321,15 @@ def fit(base, recordings, beeps, room, wobble_hz: float = STEADY_WOBBLE_HZ) -> F
     # Generated one at a time as the features are computed: as a list they would be 100 MB.
     others = itertools.chain(clips.room_clips(s, TRAIN_ROOM, size, rng),
                              clips.hard_negatives(s, TRAIN_HARD, size, rng))
+    tones = pitch_tracker(pitches, SAMPLE_RATE, wobble_hz)
+    notes = min_notes(beeps)
+    hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
+    at_pitch = [w for w in clips.windows(s.room, size, hop)
+                if has_pitch(tones, w, pitches, timbres, notes)]
     head = fit_head(base, net, clips.beep_clips(s, TRAIN_BEEPS, size, rng), others,
                     highest=TIMBRE_CHECKED_MAX if timbre.every_pitch_has_one(timbres)
-                    else THRESHOLD_RANGE[1])
-    return Fitted(head, pitches, timbres, s, size, min_notes(beeps), wobble_hz)
+                    else THRESHOLD_RANGE[1], at_pitch=at_pitch)
+    return Fitted(head, pitches, timbres, s, size, notes, wobble_hz)
 
 
 def _build(cfg: Config, base, base_path: Path, recordings, beeps, wobble: float, room,
@@ -346,6 +352,10 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, wobble: float,
     if fitted.wobble_hz != STEADY_WOBBLE_HZ:
         say(f"the beep's pitch wobbles more than most beeps' (short tones of a ringing "
             f"piezo do): the pitch check allows {fitted.wobble_hz:.0f} Hz of wobble, not 5")
+    if head.room_at_pitch:
+        say(f"{head.room_at_pitch} window(s) of the room recording hold a tone at the "
+            "beep's pitch, with its timbre (music? another appliance?): the new model's "
+            f"threshold stays above them ({head.threshold:.2f})")
     hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
     sha = hashlib.sha256()
     for x in [*recordings, room]:
