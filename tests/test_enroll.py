@@ -294,7 +294,8 @@ def test_notes_at_the_beeps_pitch_in_the_room_stay_under_the_threshold(env, tmp_
     assert r.returncode == 0, r.stdout + r.stderr
     m = re.search(r"^(\d+) window\(s\) of the room recording hold a tone at the beep's "
                   r"pitch, with its timbre \(music\? another appliance\?\): the new model's "
-                  r"threshold stays above them \(([\d.]+)\)$", r.stdout, re.M)
+                  r"threshold goes above them, as far as your beeps allow \(([\d.]+)\)$",
+                  r.stdout, re.M)
     assert m and int(m.group(1)) > 0, r.stdout
     threshold = read_header(out).meta["threshold"]
     assert threshold > 0.7 and f"{threshold:.2f}" == m.group(2)

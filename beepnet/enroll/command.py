@@ -355,7 +355,7 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, wobble: float,
     if head.room_at_pitch:
         say(f"{head.room_at_pitch} window(s) of the room recording hold a tone at the "
             "beep's pitch, with its timbre (music? another appliance?): the new model's "
-            f"threshold stays above them ({head.threshold:.2f})")
+            f"threshold goes above them, as far as your beeps allow ({head.threshold:.2f})")
     hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
     sha = hashlib.sha256()
     for x in [*recordings, room]:
