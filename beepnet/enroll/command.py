@@ -287,13 +287,14 @@ def _between_beeps(recordings: list[np.ndarray], beeps) -> np.ndarray:
 @dataclass(frozen=True)
 class Fitted:
     """What `fit` made: the new head, the machine's beep pitches and their timbres, the
-    train/held-out split and the window in samples."""
+    train/held-out split, and the window and the hop between windows in samples."""
 
     head: Head
     pitches: list[float]
     timbres: list[dict | None]
     split: Split
     size: int
+    hop: int
     min_notes: int = 1
     """2 when the beep is a tune (`find.min_notes`)."""
     wobble_hz: float = STEADY_WOBBLE_HZ
@@ -329,7 +330,7 @@ def fit(base, recordings, beeps, room, wobble_hz: float = STEADY_WOBBLE_HZ) -> F
     head = fit_head(base, net, clips.beep_clips(s, TRAIN_BEEPS, size, rng), others,
                     highest=TIMBRE_CHECKED_MAX if timbre.every_pitch_has_one(timbres)
                     else THRESHOLD_RANGE[1], at_pitch=at_pitch)
-    return Fitted(head, pitches, timbres, s, size, notes, wobble_hz)
+    return Fitted(head, pitches, timbres, s, size, hop, notes, wobble_hz)
 
 
 def _build(cfg: Config, base, base_path: Path, recordings, beeps, wobble: float, room,
@@ -342,7 +343,7 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, wobble: float,
     from .head import write_enrolled
 
     fitted = fit(base, recordings, beeps, room, wobble)
-    head, s, size = fitted.head, fitted.split, fitted.size
+    head, s, size, hop = fitted.head, fitted.split, fitted.size, fitted.hop
     for f, ref in zip(fitted.pitches, fitted.timbres):
         say(f"the beep at {f:.0f} Hz: " + (describe(ref) if ref is not None else
                                            "too few beeps to learn its timbre"))
@@ -356,7 +357,6 @@ def _build(cfg: Config, base, base_path: Path, recordings, beeps, wobble: float,
         say(f"{head.room_at_pitch} window(s) of the room recording hold a tone at the "
             "beep's pitch, with its timbre (music? another appliance?): the new model's "
             f"threshold goes above them, as far as your beeps allow ({head.threshold:.2f})")
-    hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))
     sha = hashlib.sha256()
     for x in [*recordings, room]:
         sha.update(np.asarray(x, np.float32).tobytes())
