@@ -53,9 +53,9 @@ bench: $(VENV)/.installed-test real-sounds
 
 # Issue 14's one-machine target on real sounds (beepnet/bench/realuser.py): for 3 machines
 # (a real piezo-like beep, a chime, a melody) in 3 homes, `beepnet enroll`, `train --init
-# default` and the original net on a user's set, `train --feedback` on answers to the
-# shipped model's alerts, then new recordings; about 9 minutes on 2 idle cores (17.5 min of
-# CPU). Not in `make bench`, which would then take 25 minutes.
+# default` and the original net on a user's set, `train --feedback` (and `--head`, without
+# PyTorch) on answers to the shipped model's alerts, then new recordings; about 6.5 minutes
+# on 2 idle cores (12.5 min of CPU). Not in `make bench`, which would then take 20 minutes.
 bench-realuser: $(VENV)/.installed-train real-sounds
 	mkdir -p bench/results
 	$(PY) -m beepnet.bench.realuser --real "$(REAL_DIR)" --json bench/results/realuser-latest.json

@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         "owner's corrections (storage.dir/feedback: the buttons under alerts, `beepnet label "
         "--unsure`) beside DATA_DIR (default: generated clips), starting from the model in "
         "use, and put the new model in use (detector.model; a running beepnet reloads) "
-        "unless it is worse on the owner's held-out alerts.",
+        "unless it is worse on the owner's held-out alerts; where PyTorch is not installed "
+        "(or with --head) only the model's beep output is refitted, in numpy.",
         epilog="Exit status: 0 saved (with --feedback: and in use), 1 bad data or files, 2 bad "
         "usage, 3 the new model was worse and kept aside, 78 bad configuration.")
     _common(p)
@@ -150,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feedback", action="store_true",
                    help="learn the corrections kept under storage.dir/feedback, starting from "
                    "the model in use, and put the new model in use unless it is worse")
+    p.add_argument("--head", action="store_true",
+                   help="with --feedback: refit only the model's beep output, in numpy, in "
+                   "seconds (what --feedback does where PyTorch is not installed)")
     p.add_argument("--force", action="store_true",
                    help="write MODEL even when the new model is worse than the one in use")
     p.add_argument("--epochs", type=int, metavar="N",
@@ -610,6 +614,9 @@ def cmd_train(cfg: Config, args) -> int:
         return 2
     if args.features_share is not None and (not args.init or args.feedback):
         print("beepnet: train: --features-share only goes with --init", file=sys.stderr)
+        return 2
+    if args.head and not args.feedback:
+        print("beepnet: train: --head only goes with --feedback", file=sys.stderr)
         return 2
     if args.feedback:
         from .training.retrain import run

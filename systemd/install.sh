@@ -19,7 +19,7 @@
 #   BEEPNET_STATE=/var/lib/beepnet          the data (StateDirectory=); only named in messages
 #   BEEPNET_PYTHON=/usr/bin/python3         the interpreter the venv is made from
 #   TORCH_SPEC=                             e.g. 'torch==2.13.*': also install torch and
-#                                           the train extra, for the bot's /retrain and
+#                                           the train extra, for the bot's full /retrain and
 #                                           detector.runtime = "torch" (empty: no torch)
 #   TORCH_INDEX=                            as in the Makefile: another index for torch
 #   BEEPNET_PIP_ARGS=                       extra options for every pip call, e.g. --no-deps

@@ -81,3 +81,34 @@ def make_feedback(root: Path, labelled: Path, beep_alerts: int = 3, other_alerts
                             root / label / f"20261205-10{minute}{a}00_{w * 24000:010d}.wav")
     (root / "unsure" / "20261205-120000").mkdir(parents=True, exist_ok=True)
     return root
+
+
+def appliance_window(kind: str, seed: int, sr: int = SR) -> np.ndarray:
+    """A 3-s window of one of two appliances in one home: the "washer" (three 0.25-s
+    beeps at 2.7 kHz over its drum) or the "microwave" (two 0.6-s beeps at 1.15 kHz over a
+    fan), 8-18 dB above the background, anywhere in the window."""
+    rng = np.random.default_rng([7, seed, 0 if kind == "washer" else 1])
+    if kind == "washer":
+        bg = synth.washer(rng, 3.0, sr=sr, phase="wash")
+        freq, length, gap, count = 2700.0, 0.25, 0.25, 3
+    else:
+        bg = synth.room(rng, 3.0, sr=sr, level=0.003) + synth.fan(rng, 3.0, sr=sr)
+        freq, length, gap, count = 1150.0, 0.6, 0.4, 2
+    freq *= rng.uniform(0.99, 1.01)
+    fg = synth._place([(k * (length + gap), synth.beep(freq, length, sr=sr))
+                       for k in range(count)], sr)
+    at = rng.uniform(0.1, 2.9 - len(fg) / sr)
+    return synth.mix(bg[:3 * sr], fg, at, rng.uniform(8, 18), sr=sr)[:3 * sr]
+
+
+def appliance_feedback(root: Path, beep_alerts: int = 4, other_alerts: int = 4) -> Path:
+    """The owner's answers where the microwave's beeps raised alerts: ✅ under the washer's
+    alerts, ❌ under the microwave's, 4 windows an alert, named as the bot names them."""
+    for label, kind, alerts, minute in (("beep", "washer", beep_alerts, 1),
+                                        ("not_beep", "microwave", other_alerts, 5)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for a in range(alerts):
+            for w in range(4):
+                sf.write(str(root / label / f"20261205-10{minute}{a}00_{w * 24000:010d}.wav"),
+                         appliance_window(kind, a * 4 + w), SR, subtype="PCM_16")
+    return root

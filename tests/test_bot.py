@@ -22,7 +22,7 @@ from beepnet.notify.commands import BotSettings
 from beepnet.notify.notifier import Notifier
 from beepnet.testing.fake_telegram import CONFLICT, DEFAULT_CHAT_ID, DEFAULT_TOKEN, FakeTelegram
 from procs import REPO, LogReader, wait_for
-from signals import SR, convert, labelled_set, make_feedback, washer_with_beeps
+from signals import SR, appliance_feedback, convert, labelled_set, make_feedback, washer_with_beeps
 
 OWNER = DEFAULT_CHAT_ID
 STRANGER = 4242
@@ -287,7 +287,6 @@ def test_commands_answer_the_owner_and_mute_holds_across_a_restart(tg, tmp_path,
     with daemon(tg, storage, recordings["quiet"], 1.0, "--set", "notify.name=garage") as (p, log):
         receiving(tg)
         assert "garage: listening on quiet.wav; send /status for details." in replies(tg)
-        # (/retrain is offered because PyTorch is installed here.)
         assert [c["command"] for c in tg.commands] == ["status", "listen", "missed", "emptied",
                                                        "mute", "unmute", "retrain", "help"]
         # (/status reads the status the daemon publishes 5 times a second: let it appear.)
@@ -356,25 +355,35 @@ def test_retrain_learns_the_answers_and_the_daemon_switches_to_the_new_model(tg,
         assert "/retrain: corrections in" in log.text
 
 
-def test_without_the_training_extra_retrain_says_how_to_get_it(tg, tmp_path, recordings):
-    """A daemon installed without PyTorch (as the service is by default): no /retrain in the
-    command menu, and /retrain answers with what to install; the answers stay kept."""
+def test_without_the_training_extra_retrain_refits_the_beep_output(tg, tmp_path, recordings):
+    """A daemon installed without PyTorch (as the service is by default): /retrain says so,
+    refits the beep output of the model in use on the answers (`beepnet train --feedback`
+    falls back to `--head`), and the daemon switches to the new model."""
     hide = tmp_path / "site"
     hide.mkdir()
     # Python's own way to make a module absent: None in sys.modules (import fails, and
-    # importlib.util.find_spec finds nothing), before beepnet starts.
+    # importlib.util.find_spec finds nothing), before beepnet starts; the child inherits it.
     (hide / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
     storage = tmp_path / "s"
-    make_feedback(storage / "feedback", labelled_set(tmp_path / "replay"))
-    with daemon(tg, storage, recordings["quiet"], 1.0, env={"PYTHONPATH": str(hide)}) as (p, log):
+    appliance_feedback(storage / "feedback")
+    # The config the new model is put in use through (else it would be the user's own).
+    cfg = tmp_path / "beepnet.toml"
+    cfg.write_text("# the daemon's\n")
+    with daemon(tg, storage, recordings["quiet"], 1.0, "--config", str(cfg),
+                env={"PYTHONPATH": str(hide)}) as (p, log):
         receiving(tg)
-        assert [c["command"] for c in tg.commands] == ["status", "listen", "missed", "emptied",
-                                                       "mute", "unmute", "help"]
-        reply = ask(tg, "/retrain", "Retraining needs the training extra")
-        assert "(torch missing here)" in reply and "pip install 'beepnet[train]'" in reply
-        assert "TORCH_SPEC='torch==2.13.*' make install-service" in reply
-    assert len(list((storage / "feedback" / "beep").glob("*.wav"))) == 12
-    assert not (storage / "models").exists()
+        assert "retrain" in [c["command"] for c in tg.commands]
+        reply = ask(tg, "/retrain", "Retraining on your answers")
+        assert "(torch missing), so only the beep output" in reply, reply
+        assert "pip install 'beepnet[train]'" in reply
+        done = wait_reply(tg, "Retrained on your answers", timeout=60)
+        (model,) = (storage / "models").glob("retrained-*.safetensors")
+        assert f"the new model {model.name} is in use now" in done, done
+        assert " s: the new model" in done  # seconds, not minutes
+        assert "Your held-out alerts: new 4 of 4 beeps caught, 0 of 4 others" in done, done
+        assert f'model = "{model}"' in cfg.read_text()
+        assert log.wait_for(f"model file {model} (was:", 60), log.text
+        assert "/retrain: refitting the beep output of beepnet-default.safetensors" in log.text
 
 
 # -- receiving through faults ---------------------------------------------------------------------

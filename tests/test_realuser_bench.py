@@ -121,8 +121,16 @@ def test_the_bench_runs_end_to_end_and_reports_every_model(library, tmp_path):
     assert info["corrections"]["beep"] == {"windows": 5, "alerts": 5}
     assert info["path"].endswith(".rejected.safetensors") == info["rejected"]
     assert [c["title"] for c in info["checks"]][-1] == "held-out other clips"
-    # The feedback model beside the shipped one, in a table of its own.
-    assert any(ln.startswith("| 1 (real-piezo) | ") and " → " in ln for ln in lines)
+    # The models learnt from the answers beside the shipped one, in a table of their own:
+    # the beep output refitted in numpy from the same answers, without a replay set.
+    assert any(ln.startswith("| 1 (real-piezo) | `--feedback` | ") and " → " in ln
+               for ln in lines)
+    assert any(ln.startswith("| 1 (real-piezo) | `--feedback --head` | ") and " → " in ln
+               for ln in lines)
+    info = m["models"]["answers"]
+    assert info["corrections"]["beep"] == {"windows": 5, "alerts": 5} and info["epochs"] == 0
+    assert info["path"].endswith(".rejected.safetensors") == info["rejected"]
+    assert [c["title"] for c in info["checks"]][-1].startswith("generated talk, music")
 
 
 def test_a_new_recording_of_the_beep_is_cut_as_the_daemon_cuts_it(library):

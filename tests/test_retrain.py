@@ -22,7 +22,7 @@ from beepnet.model.preflight import find_default_model
 from beepnet.notify.feedback import RETRAIN_REPORT, summary
 from beepnet.training import corrections
 from beepnet.training.train import _save_unless_worse, rejected_path
-from signals import labelled_set, make_feedback
+from signals import appliance_feedback, appliance_window, labelled_set, make_feedback
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -201,3 +201,101 @@ def test_where_the_config_is_not_ours_the_model_is_put_in_use_through_the_state_
         assert not choice.exists()
         assert config.load(cfg, environ=environ).detector.model == ""
         etc.chmod(0o755)
+
+
+# -- without PyTorch: the beep output refitted (beepnet.enroll.answers) ---------------------
+
+def without_torch(tmp_path: Path) -> dict:
+    """The environment of a machine without the training extra: Python's own way to make a
+    module absent (None in sys.modules: import fails, find_spec finds nothing)."""
+    hide = tmp_path / "site"
+    hide.mkdir(exist_ok=True)
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    return {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(hide)}
+
+
+def caught(model: Path, kind: str, n: int = 20) -> int:
+    """How many of ``n`` new windows of an appliance (seeds training never used) the model
+    alerts on, as the daemon's detector scores them."""
+    from beepnet.detectors.beepnet import BeepNetDetector
+
+    d = BeepNetDetector(str(model))
+    return sum(d.score(appliance_window(kind, 100 + i)).score >= d.threshold for i in range(n))
+
+
+def test_without_pytorch_feedback_refits_the_beep_output_on_the_answers(tmp_path):
+    """The microwave's beeps raised alerts the owner answered ❌: on a machine without
+    PyTorch, `beepnet train --feedback` refits the model's beep output on the answers, the
+    microwave stops alerting and the washer still does."""
+    storage = tmp_path / "store"
+    appliance_feedback(storage / "feedback")
+    cfg = tmp_path / "beepnet.toml"
+    cfg.write_text(f'[storage]\ndir = "{storage}"\n')
+    r = subprocess.run([sys.executable, "-m", "beepnet", "train", "--feedback", "--config",
+                        str(cfg)], cwd=tmp_path, text=True, capture_output=True, timeout=300,
+                       env=without_torch(tmp_path))
+    # Any import of torch would have failed the command.
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "the training extra is not installed here (torch missing)" in r.stdout
+    assert "refitting the beep output of beepnet-default.safetensors" in r.stdout
+    # The ✅ windows are one machine's: the new model checks the washer's pitch too.
+    assert "the beep clips are one machine's (a tone at " in r.stdout, r.stdout
+    assert "your held-out alerts: 4 beep(s), 4 other(s)" in r.stdout, r.stdout
+    (model,) = (storage / "models").glob("retrained-*.safetensors")
+    assert f'model = "{model}"' in cfg.read_text()
+    report = json.loads((storage / "feedback" / RETRAIN_REPORT).read_text())
+    assert report["status"] == "in use" and report["model"] == str(model)
+    assert report["comparisons"][0]["title"] == "your held-out alerts"
+    # The body and the other classes' rows are the shipped model's; the beep row is new.
+    shipped, mf = read_model_file(find_default_model()), read_model_file(model)
+    assert mf.labels == shipped.labels
+    (pitch,) = mf.meta["beep_pitches_hz"]
+    assert 2650 < pitch < 2750
+    for name, tensor in shipped.tensors.items():
+        if not name.startswith("classifier."):
+            assert np.array_equal(mf.tensors[name], tensor), name
+    beep = shipped.labels.index("beep")
+    rows = mf.tensors["classifier.weight"][:, :, 0]
+    old = shipped.tensors["classifier.weight"][:, :, 0]
+    assert not np.allclose(rows[beep], old[beep])
+    assert np.array_equal(np.delete(rows, beep, 0), np.delete(old, beep, 0))
+    # What it is for: the shipped model alerts on both appliances, the new one on the washer;
+    # its beep output alone (the pitch check taken out) already tells them apart.
+    assert caught(find_default_model(), "microwave") >= 18
+    assert caught(model, "microwave") <= 2
+    assert caught(model, "washer") >= 18
+    unchecked = tmp_path / "unchecked.safetensors"
+    write_model_file(unchecked, mf.tensors, mf.arch, list(mf.labels), mf.threshold)
+    assert caught(unchecked, "microwave") <= 2 and caught(unchecked, "washer") >= 18
+
+
+def test_the_refit_keeps_an_enrolled_models_checks_and_needs_a_yes(tmp_path):
+    """Refitted from an enrolled model, the new one checks the same beep pitches and wobble;
+    with no ✅ answer there is no beep to learn: one line, exit status 1; --head options."""
+    shipped = read_model_file(find_default_model())
+    enrolled = tmp_path / "enrolled.safetensors"
+    write_model_file(enrolled, shipped.tensors, shipped.arch, list(shipped.labels), 0.6,
+                     beep_pitches_hz=(2700.0,), beep_wobble_hz=14.0)
+    storage = tmp_path / "store"
+    appliance_feedback(storage / "feedback")
+    cfg = tmp_path / "beepnet.toml"
+    cfg.write_text(f'[storage]\ndir = "{storage}"\n\n[detector]\nmodel = "{enrolled}"\n')
+    r = beepnet("train", "--feedback", "--head", "--config", str(cfg), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "refitting the beep output of enrolled.safetensors" in r.stdout
+    assert "training extra is not installed" not in r.stdout  # --head chose it here
+    (model,) = (storage / "models").glob("retrained-*.safetensors")
+    mf = read_model_file(model)
+    assert mf.meta["beep_pitches_hz"] == [2700.0] and mf.meta["beep_wobble_hz"] == 14.0
+    assert mf.threshold >= 0.6
+
+    shutil.rmtree(storage / "feedback" / "beep")
+    r = beepnet("train", "--feedback", "--head", "--config", str(cfg), cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("beepnet: train: no ✅ answer to learn the beep from") and \
+        len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = beepnet("train", "--feedback", "--head", str(tmp_path), "--config", str(cfg),
+                cwd=tmp_path)
+    assert r.returncode == 2 and "--head learns from your answers alone" in r.stderr
+    r = beepnet("train", "--head", "--config", str(cfg), cwd=tmp_path)
+    assert r.returncode == 2 and "--head only goes with --feedback" in r.stderr

@@ -45,8 +45,10 @@ Steps per machine, all on the same data:
    set for the run; it keeps the shipped threshold and is checked against the shipped
    model on the owner's held-out alerts: a worse one is a ``.rejected`` file, scored all
    the same so that the figures show why, and the table says so), each on one torch
-   thread, and the shipped model as it is; all from one copy of the shipped model taken at
-   the start (the file may be rebuilt while the bench runs).
+   thread, `beepnet train --feedback --head` (what /retrain does without PyTorch: the
+   shipped model's beep output refitted on the same answers in numpy,
+   `beepnet.enroll.answers`), and the shipped model as it is; all from one copy of the
+   shipped model taken at the start (the file may be rebuilt while the bench runs).
 4. New recordings: ``heldout_beeps`` new recordings of the beep, each over a new stretch of
    room sound, cut as the daemon cuts it (`beep_recording`: 3-s windows every 1.5 s, its
    silence gate); a beep is caught when one of the windows holding it passes (P(beep) at or
@@ -61,10 +63,10 @@ Steps per machine, all on the same data:
    and the table says so.
 
 Errors (misses + false alarms) count missed beeps and false-alarm events on the same
-held-out audio for every model of a machine. The feedback model is no candidate for the
-target (it learns from the shipped model's mistakes, not from the user's set); a second
-table puts it beside the shipped model it started from: recall and false alarms per hour,
-and the answers it learned from.
+held-out audio for every model of a machine. The two models learnt from the answers are
+no candidates for the target (they learn from the shipped model's mistakes, not from the
+user's set); a second table puts them beside the shipped model they started from: recall
+and false alarms per hour, and the answers they learned from.
 
 ``python -m beepnet.bench.realuser --real DIR [--machines 3] [--work DIR] [--json OUT]``
 """
@@ -124,7 +126,11 @@ MODELS = {"enroll": "`beepnet enroll`", "init": "`beepnet train --init default`"
           "original": "original 2-filter net (`--arch original`)",
           "shipped": "shipped model as is",
           "feedback": "`beepnet train --feedback` (owner's answers to the shipped model's "
-                      "alerts)"}
+                      "alerts)",
+          "answers": "`beepnet train --feedback --head` (the same answers, beep output "
+                     "refitted in numpy: /retrain without PyTorch)"}
+RETRAINED = ("feedback", "answers")
+"""The models learnt from the owner's answers (`feedback_table`)."""
 TARGETED = ("enroll", "init")
 """The commands the target is for; the others are for comparison."""
 FEEDBACK_STREAMS = 1000
@@ -398,6 +404,9 @@ def _build_model(job: tuple[int, str, str, Path, int, str]) -> tuple[int, str, d
         elif key == "feedback":
             info = feedback_model(Path(replay), Path(mdir) / "feedback", shipped, out, epochs)
             out = Path(info.pop("path"))
+        elif key == "answers":
+            info = answers_model(Path(mdir) / "feedback", shipped, out)
+            out = Path(info.pop("path"))
         else:
             from ..training.train import train
 
@@ -426,11 +435,29 @@ def feedback_model(replay: Path, feedback: Path, shipped: Path, out: Path, epoch
     counts = {label: {"windows": w, "alerts": a} for label, (w, a) in summary(feedback).items()}
     r = train(replay, out, epochs=epochs, patience=3, seed=0, threads=1, init=str(shipped),
               feedback=feedback, current=DetectorConfig(kind="beepnet", model=str(shipped)))
+    return _retrained(r, counts)
+
+
+def answers_model(feedback: Path, shipped: Path, out: Path) -> dict:
+    """What `beepnet train --feedback --head` (and /retrain without PyTorch) builds from the
+    same answers: the shipped model's beep output refitted in numpy
+    (`beepnet.enroll.answers`), checked against it the same way."""
+    from ..config import DetectorConfig
+    from ..enroll.answers import learn
+    from ..notify.feedback import summary
+
+    counts = {label: {"windows": w, "alerts": a} for label, (w, a) in summary(feedback).items()}
+    r = learn(shipped, feedback, out, DetectorConfig(kind="beepnet", model=str(shipped)))
+    return _retrained(r, counts)
+
+
+def _retrained(r, counts: dict) -> dict:
+    """A model learnt from the owner's answers (a `TrainResult`), for the JSON file."""
     return {"path": r.path, "epochs": r.epochs, "threshold": r.threshold,
             "rejected": r.rejected,
             "corrections": counts,
             "owner": r.owner,
-            # The never-worse check's figures: the owner's held-out alerts and the replay's
+            # The never-worse check's figures: the owner's held-out alerts and the other
             # held-out clips, the new model against the shipped one.
             "checks": [{"title": c.title, "worse": c.worse, "tolerance": c.tolerance,
                         **{side: {"errors": sc.errors, "misses": sc.misses,
@@ -701,7 +728,8 @@ def run(root: str | Path, s: Settings, work: Path) -> dict:
         t = time.monotonic()
         builds = [(m.index, key, str(work / f"machine-{m.index}"), shipped,
                    s.feedback_epochs if key == "feedback" else s.epochs, str(replay))
-                  for key in ("feedback", "init", "original", "enroll") for m in machines]
+                  for key in ("feedback", "init", "original", "enroll", "answers")
+                  for m in machines]
         log.info("realuser: building %d models", len(builds))
         for name, key, info in workers.imap_unordered(_build_model, builds):
             results[name].models[key] = info
@@ -876,40 +904,45 @@ def _rate(h: dict) -> str:
 
 
 def feedback_table(out: dict) -> str:
-    """The shipped model and `beepnet train --feedback` from it, side by side on the same
-    held-out recordings: what answering the alerts did, and what it learned from."""
-    lines = ["| machine (beep) | recall: shipped → feedback | FA / h (events): shipped → "
-             "feedback | owner's answers | never-worse check (errors: new vs shipped) |",
-             "|---|---|---|---|---|"]
+    """The shipped model and what was learnt from the owner's answers to its alerts
+    (`RETRAINED`), side by side on the same held-out recordings."""
+    lines = ["| machine (beep) | retrained by | recall: shipped → new | FA / h (events): "
+             "shipped → new | owner's answers | never-worse check (errors: new vs shipped) |",
+             "|---|---|---|---|---|---|"]
     for res in out["machines"]:
         mach = f"{res['machine']['index'] + 1} ({res['beep_kind']})"
         ship = res["models"].get("shipped", {}).get("heldout")
-        info = res["models"].get("feedback", {})
-        fb = info.get("heldout")
         f = res.get("feedback") or {}
         answers = (f"{f['not_beep_alerts']} false alarms in {f['hours']:.1f} h "
                    f"({f['not_beep_windows']} windows), {f['beep_alerts']} beeps"
                    if f else "—")
-        if ship is None or fb is None:
-            lines.append(f"| {mach} | — | — | {answers} | not built: "
-                         f"{info.get('skipped', 'not available')} |")
-            continue
-        checks = "; ".join(f"{c['title']} {c['new']['errors']} vs {c['shipped']['errors']}"
-                           + (f" (+{c['tolerance']} allowed)" if c["tolerance"] else "")
-                           + (" ✗" if c["worse"] else "") for c in info.get("checks", []))
-        verdict = "rejected" if info.get("rejected") else "put in use"
-        lines.append(f"| {mach} | {ship['recall']:.3f} → {fb['recall']:.3f} | {_rate(ship)} "
-                     f"→ {_rate(fb)} | {answers} | {verdict}: {checks or info.get('note')} |")
+        for key in RETRAINED:
+            info = res["models"].get(key, {})
+            new = info.get("heldout")
+            how = "`--feedback`" if key == "feedback" else "`--feedback --head`"
+            if ship is None or new is None:
+                lines.append(f"| {mach} | {how} | — | — | {answers} | not built: "
+                             f"{info.get('skipped', 'not available')} |")
+                continue
+            checks = "; ".join(f"{c['title']} {c['new']['errors']} vs "
+                               f"{c['shipped']['errors']}"
+                               + (f" (+{c['tolerance']} allowed)" if c["tolerance"] else "")
+                               + (" ✗" if c["worse"] else "") for c in info.get("checks", []))
+            verdict = "rejected" if info.get("rejected") else "put in use"
+            lines.append(f"| {mach} | {how} | {ship['recall']:.3f} → {new['recall']:.3f} | "
+                         f"{_rate(ship)} → {_rate(new)} | {answers} | {verdict}: "
+                         f"{checks or info.get('note')} |")
     lines.append("")
-    lines.append("Feedback: the shipped model fine-tuned on the owner's answers to its alerts "
-                 "in earlier recordings of the home (beside generated clips), its threshold "
-                 "kept; a rejected model would not be put in use, and its .rejected file is "
-                 "scored above. FA / h with 0 false alarms: the 95 % bound.")
+    lines.append("`--feedback`: the shipped model fine-tuned on the owner's answers to its "
+                 "alerts in earlier recordings of the home (beside generated clips), its "
+                 "threshold kept; `--feedback --head`: its beep output refitted on the same "
+                 "answers in numpy. A rejected model would not be put in use, and its "
+                 ".rejected file is scored above. FA / h with 0 false alarms: the 95 % bound.")
     return "\n".join(lines)
 
 
 def _verdict(h: dict, key: str, base: dict | None, info: dict) -> str:
-    if key == "feedback" and info.get("rejected"):
+    if key in RETRAINED and info.get("rejected"):
         return "rejected by the never-worse check (the .rejected file scored)"
     if key not in TARGETED:
         return "—"

@@ -30,7 +30,7 @@ from .feedback import NO, UNSURE, YES, FeedbackError, FeedbackStore, describe, s
 from .mp3 import clip_to_mp3
 from .mute import Ended, Mute
 from .report import last_alert_record, status_text
-from .retrain import Retrainer, available
+from .retrain import Retrainer
 from .timefmt import hhmm, hms
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,8 @@ COMMANDS = (
 
 
 def menu() -> list[tuple[str, str]]:
-    """The commands to register with setMyCommands: /retrain only where it can run."""
-    return [(c, d) for c, d in COMMANDS if c != "retrain" or available() is None]
+    """The commands to register with setMyCommands."""
+    return list(COMMANDS)
 
 
 HELP = ("/status: is it listening? microphone, detector, last beep and alert, outbox, disk\n"
@@ -77,7 +77,8 @@ HELP = ("/status: is it listening? microphone, detector, last beep and alert, ou
         "minutes; 2 h without one)\n"
         "/unmute: beep alerts on again\n"
         "/retrain: learn from your answers (✅/❌, labelled /missed clips) and put the new "
-        "model in use if it does better (needs PyTorch on this machine)\n"
+        "model in use if it does better (without PyTorch on this machine, only its beep "
+        "output is refitted)\n"
         "/help: this list\n"
         "Under each alert: ✅ That was it / ❌ Not the beep keep its sound as training data "
         "(storage.dir/feedback, for /retrain); 🔕 mutes alerts for 2 h; 🧺 Emptied stops the "

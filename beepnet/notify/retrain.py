@@ -1,9 +1,11 @@
 """`/retrain`: `beepnet train --feedback` run by the bot, its outcome told in the chat.
 
 The training is a child process (``python -m beepnet train --feedback --config <the
-daemon's file>``), niced so that listening keeps its CPU: it needs PyTorch (the train
-extra), hundreds of MB the daemon itself never loads, and a minute on an idle 2-core x86
-machine (several on a Pi, 5-10x slower a core: not measured yet). It puts the new model in use itself, as from a shell: it sets
+daemon's file>``), niced so that listening keeps its CPU: with PyTorch (the train extra),
+hundreds of MB the daemon itself never loads, it fine-tunes the whole model in a minute on
+an idle 2-core x86 machine (several on a Pi, 5-10x slower a core: not measured yet);
+without it (``--head``) it refits the model's beep output in numpy in seconds
+(`beepnet.enroll.answers`). It puts the new model in use itself, as from a shell: it sets
 ``detector.model`` in the config file and sends this daemon SIGHUP, which loads the new
 model beside the old one and switches once it is ready. One retraining at a time; a daemon
 that stops ends it (asyncio cancels the waiting task, which terminates the child).
@@ -38,15 +40,10 @@ TRAIN_MODULES = ("torch", "pandas", "sklearn", "tqdm")
 loads them)."""
 
 
-def available() -> str | None:
-    """Why /retrain cannot run here (one line), or None."""
-    missing = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
-        return (f"Retraining needs the training extra ({', '.join(missing)} missing here): "
-                "pip install 'beepnet[train]' on this machine (for the service: sudo "
-                "TORCH_SPEC='torch==2.13.*' make install-service), then /retrain again. Your "
-                "answers stay kept meanwhile.")
-    return None
+def missing_train_modules() -> list[str]:
+    """The train extra's modules that are not installed here: then /retrain refits only the
+    model's beep output, in numpy (`beepnet.enroll.answers`)."""
+    return [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
 
 
 def _score_text(s: dict) -> str:
@@ -59,9 +56,11 @@ def outcome_text(report: dict) -> str:
     lines = []
     status = report.get("status")
     model = Path(report.get("model") or "").name
+    seconds = float(report.get("seconds", 0))
+    took = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
     if status == "in use":
-        lines.append(f"Retrained on your answers in {report.get('seconds', 0) / 60:.0f} min: "
-                     f"the new model {model} is in use now.")
+        lines.append(f"Retrained on your answers in {took}: the new model {model} is in use "
+                     "now.")
     elif status == "worse":
         lines.append(f"Retrained on your answers, but the new model makes more mistakes: the "
                      f"model in use stays (the new one is kept as {model}).")
@@ -95,20 +94,27 @@ class Retrainer:
         # the corrections are there, and so is the status file that finds this daemon.
         cmd = [sys.executable, "-m", "beepnet", "train", "--feedback",
                "--set", f"storage.dir={self.storage_dir}"]
+        if missing_train_modules():
+            cmd.append("--head")
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
         return cmd
 
     def start(self, counts_text: str) -> str:
         """Start retraining (on the running loop); the reply to /retrain."""
-        why = available()
-        if why:
-            return why
         if self._task is not None and not self._task.done():
             since = time.strftime("%H:%M", time.localtime(self.started))
             return f"Already retraining since {since}; I will tell you how it went."
         self.started = time.time()
         self._task = asyncio.get_running_loop().create_task(self._run())
+        missing = missing_train_modules()
+        if missing:
+            return (f"Retraining on your answers ({counts_text}): the training extra is not "
+                    f"installed here ({', '.join(missing)} missing), so only the beep output "
+                    "of the model in use is refitted, in seconds (pip install "
+                    "'beepnet[train]' on this machine fine-tunes all of it; for the service: "
+                    "sudo TORCH_SPEC='torch==2.13.*' make install-service). I will tell you "
+                    "how it went.")
         return (f"Retraining on your answers ({counts_text}), starting from the model in "
                 "use. This takes a few minutes; beepnet keeps listening meanwhile, and I will "
                 "tell you how it went.")

@@ -11,7 +11,9 @@ The steps (what is learned and how is `beepnet.training.corrections`):
 4. the replay clips: DATA_DIR, or `corrections.REPLAY_CLIPS` generated into a temporary
    folder beside the models (not /tmp: on a Pi that is often RAM);
 5. training, the comparison with the model in use on the owner's held-out alerts and the
-   other held-out clips, printed side by side;
+   other held-out clips, printed side by side; where the training extra is not installed
+   (or with ``--head``), 4 and 5 are `beepnet.enroll.answers` instead: the model's beep
+   output refitted in numpy, compared the same way;
 6. when it is not worse: the new model put in use and a running daemon told to reload
    (SIGHUP), as `beepnet enroll` does.
 
@@ -84,17 +86,21 @@ def write_report(root: Path, status: str, model: Path, r, counts: dict) -> None:
 
 def run(cfg: Config, args) -> int:
     from ..config import state_dir
+    from ..enroll import answers
     from ..enroll.configfile import config_target, put_in_use_problem
-    from ..model.compare import side_by_side
     from ..model.modelfile import ModelFileError
     from ..notify.feedback import describe, summary
+    from ..notify.retrain import missing_train_modules
     from . import corrections
-    from .train import TrainError, train
 
     if args.init:
         return fail("--feedback starts from the model in use: it takes no --init", 2)
     if args.arch != "beepnet":
         return fail("--feedback fine-tunes a BeepNet: it takes no --arch", 2)
+    if args.head and args.data_dir:
+        return fail("--head learns from your answers alone: it takes no DATA_DIR", 2)
+    missing = missing_train_modules()
+    head = bool(args.head or missing)
     epochs = args.epochs or cfg.retrain.epochs
     root = state_dir(cfg) / "feedback"
     counts = summary(root)
@@ -114,6 +120,24 @@ def run(cfg: Config, args) -> int:
     models = state_dir(cfg) / "models"
     out = Path(args.model_out).expanduser() if args.model_out else \
         models / f"retrained-{stamp}.safetensors"
+    if head:
+        if missing and not args.head:
+            say(f"the training extra is not installed here ({', '.join(missing)} missing): "
+                "only the model's beep output is refitted, in numpy (pip install "
+                "'beepnet[train]' to fine-tune all of it)")
+        say(f"refitting the beep output of {start.name} on your answers ...")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            r = answers.learn(start, root, out, cfg.detector, force=args.force,
+                              seed=args.seed)
+        except (corrections.CorrectionsError, ModelFileError) as e:
+            return fail(str(e))
+        except OSError as e:
+            return fail(f"{e.filename or out}: {e.strerror or e}")
+        return _finish(cfg, r, root, out, target, counts,
+                       f"beep output refitted in {r.seconds:.0f} s")
+    from .train import TrainError, train
+
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".replay-", dir=out.parent) as tmp:
@@ -132,6 +156,17 @@ def run(cfg: Config, args) -> int:
         return fail(f"{e.filename or out}: {e.strerror or e}")
     except ImportError as e:  # pandas, scikit-learn, tqdm come with the [train] extra
         return fail(f"needs {e.name or e}: pip install 'beepnet[train]'")
+    return _finish(cfg, r, root, out, target, counts,
+                   f"{r.epochs} epoch(s), {r.seconds:.0f} s")
+
+
+def _finish(cfg: Config, r, root: Path, out: Path, target: Path, counts: dict,
+            how_long: str) -> int:
+    """Print the comparisons; put the new model in use unless it was worse."""
+    from ..model.compare import side_by_side
+
+    if r.machine is not None:
+        say(r.machine.describe())
     for c in r.scores or []:
         say(side_by_side(c.new, c.current, c.title))
     if r.note:
@@ -139,8 +174,7 @@ def run(cfg: Config, args) -> int:
     if r.owner and not r.owner["held_out_alerts"]:
         say("none of your alerts could be held out (one alert of each answer so far): the "
             "comparison is on the other clips only")
-    learned = (f"{r.epochs} epoch(s), {r.seconds:.0f} s; threshold {r.threshold:.3f} "
-               f"({r.threshold_rule})")
+    learned = f"{how_long}; threshold {r.threshold:.3f} ({r.threshold_rule})"
     if r.rejected:
         worse = [c for c in r.scores if c.worse]
         print("beepnet: train: kept the model in use: the new one makes more mistakes on "
