@@ -129,8 +129,8 @@ MODELS = {"enroll": "`beepnet enroll`", "init": "`beepnet train --init default`"
                       "alerts)",
           "answers": "`beepnet train --feedback --head` (the same answers, beep output "
                      "refitted in numpy: /retrain without PyTorch)"}
-RETRAINED = ("feedback", "answers")
-"""The models learnt from the owner's answers (`feedback_table`)."""
+RETRAINED = {"feedback": "`--feedback`", "answers": "`--feedback --head`"}
+"""The models learnt from the owner's answers, as `feedback_table` names them."""
 TARGETED = ("enroll", "init")
 """The commands the target is for; the others are for comparison."""
 FEEDBACK_STREAMS = 1000
@@ -428,14 +428,11 @@ def feedback_model(replay: Path, feedback: Path, shipped: Path, out: Path, epoch
     clips, checked against it (`train`'s never-worse check). Rejected, the model is in
     ``<out stem>.rejected.safetensors``; "path" says where it is either way."""
     from ..config import DetectorConfig
-    from ..notify.feedback import summary
     from ..training.train import train
 
-    # Counted from the files, as the command counts them before training.
-    counts = {label: {"windows": w, "alerts": a} for label, (w, a) in summary(feedback).items()}
     r = train(replay, out, epochs=epochs, patience=3, seed=0, threads=1, init=str(shipped),
               feedback=feedback, current=DetectorConfig(kind="beepnet", model=str(shipped)))
-    return _retrained(r, counts)
+    return _retrained(r, feedback)
 
 
 def answers_model(feedback: Path, shipped: Path, out: Path) -> dict:
@@ -444,15 +441,18 @@ def answers_model(feedback: Path, shipped: Path, out: Path) -> dict:
     (`beepnet.enroll.answers`), checked against it the same way."""
     from ..config import DetectorConfig
     from ..enroll.answers import learn
+
+    r = learn(shipped, feedback, out, DetectorConfig(kind="beepnet", model=str(shipped)))
+    return _retrained(r, feedback)
+
+
+def _retrained(r, feedback: Path) -> dict:
+    """A model learnt from the owner's answers in ``feedback`` (a `TrainResult`), for the
+    JSON file."""
     from ..notify.feedback import summary
 
+    # Counted from the files, as the command counts them before training.
     counts = {label: {"windows": w, "alerts": a} for label, (w, a) in summary(feedback).items()}
-    r = learn(shipped, feedback, out, DetectorConfig(kind="beepnet", model=str(shipped)))
-    return _retrained(r, counts)
-
-
-def _retrained(r, counts: dict) -> dict:
-    """A model learnt from the owner's answers (a `TrainResult`), for the JSON file."""
     return {"path": r.path, "epochs": r.epochs, "threshold": r.threshold,
             "rejected": r.rejected,
             "corrections": counts,
@@ -916,10 +916,9 @@ def feedback_table(out: dict) -> str:
         answers = (f"{f['not_beep_alerts']} false alarms in {f['hours']:.1f} h "
                    f"({f['not_beep_windows']} windows), {f['beep_alerts']} beeps"
                    if f else "—")
-        for key in RETRAINED:
+        for key, how in RETRAINED.items():
             info = res["models"].get(key, {})
             new = info.get("heldout")
-            how = "`--feedback`" if key == "feedback" else "`--feedback --head`"
             if ship is None or new is None:
                 lines.append(f"| {mach} | {how} | — | — | {answers} | not built: "
                              f"{info.get('skipped', 'not available')} |")

@@ -24,8 +24,10 @@ Measured on `make bench-realuser`'s homes: see the README's "Learn from your ans
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +57,6 @@ HARD = 200
 HELD_HARD = 100
 """And held out, to see whether the new row takes more of them for beeps than the old."""
 SEED = 0
-
-
-class _Room:
-    """What `clips.hard_negatives` lays its sounds over: the owner's ❌ windows."""
-
-    def __init__(self, room: np.ndarray):
-        self.room = room
 
 
 def read_answers(root: Path) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -96,7 +91,7 @@ def learn(start: Path, root: Path, out: Path, current, force: bool = False,
     from ..model.modelfile import ModelFileError, read_model_file
     from ..model.npnet import NumpyBeepNet, limit_blas_threads
     from . import clips
-    from .head import Head, clip_features, fit_logistic, old_head, write_enrolled
+    from .head import clip_features, refit_beep_row, write_enrolled
 
     t0 = time.monotonic()
     limit_blas_threads(1)
@@ -126,24 +121,16 @@ def learn(start: Path, root: Path, out: Path, current, force: bool = False,
     net = NumpyBeepNet(base.arch, base.tensors)
     rng = np.random.default_rng(seed)
     owner_neg = [windows[i] for i in tr if not is_beep[i]]
-    room = _Room(np.concatenate(owner_neg) if owner_neg else np.zeros(size, np.float32))
-    z_own = clip_features(net, [windows[i] for i in tr])
-    z_hard = clip_features(net, clips.hard_negatives(room, HARD, size, rng))
-    z = np.vstack([z_own, z_hard])
-    y = np.r_[is_beep[tr].astype(float), np.zeros(len(z_hard))]
-    w, b, beep = old_head(base)
-    old = Head(w, b, beep, base.threshold)
-    # The other classes' rows stay: their log-sum-exp is a fixed offset per clip.
-    offset = old.logits(z) - (z @ w[beep] + b[beep])
+    room = np.concatenate(owner_neg) if owner_neg else np.zeros(size, np.float32)
+    zp = clip_features(net, [windows[i] for i in tr if is_beep[i]])
+    zn = clip_features(net, itertools.chain(owner_neg,
+                                            clips.hard_negatives(room, HARD, size, rng)))
     pull = PULL if checks["beep_pitches_hz"] else PULL_UNCHECKED
-    w_new, b_new = fit_logistic(z, y, w[beep], float(b[beep]), pull, offset)
-    w, b = w.copy(), b.copy()
-    w[beep], b[beep] = w_new, b_new
     # The threshold stays: set on real negatives, or on the owner's room by enroll; a few
     # dozen windows cannot set a false-alarm rate (raised above the ❌ windows and the
     # generated sounds, it cost the seed-1420 piezo 142 of its 400 beeps).
     threshold, rule = float(base.threshold), f"kept from {start.name}"
-    head = Head(w, b, beep, threshold)
+    head = replace(refit_beep_row(base, zp, zn, pull), threshold=threshold)
     sha = hashlib.sha256()
     for i in tr:
         sha.update(alerts[i].encode())
@@ -159,7 +146,7 @@ def learn(start: Path, root: Path, out: Path, current, force: bool = False,
                        **checks)
 
     held_rng = np.random.default_rng(seed + 1)
-    held_room = _Room(np.concatenate([windows[i] for i in va if not is_beep[i]] or [room.room]))
+    held_room = np.concatenate([windows[i] for i in va if not is_beep[i]] or [room])
     hard = np.stack(list(clips.hard_negatives(held_room, HELD_HARD, size, held_rng)))
     sets = [("generated talk, music, knocks and doors", _int16(hard),
              np.zeros(len(hard), bool), max(1, int(len(hard) * REPLAY_TOLERANCE)))]

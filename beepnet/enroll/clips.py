@@ -193,15 +193,16 @@ def room_clips(s: Split, n: int, size: int, rng: np.random.Generator) -> Iterato
         yield room_crop(s.room, size, rng)
 
 
-def hard_negatives(s: Split, n: int, size: int, rng: np.random.Generator,
+def hard_negatives(room: np.ndarray, n: int, size: int, rng: np.random.Generator,
                    rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
-    """Speech, TV-like music, knocks and doors over the room, from quiet to loud."""
+    """Speech, TV-like music, knocks and doors over crops of ``room`` (the training room;
+    for `answers`, the owner's ❌ windows), from quiet to loud."""
     from ..training import synth
 
     # Several speakers and tunes: one long piece of each would teach one voice and one song.
     pieces = [[make(rng, 2 * size / rate, rate) for _ in range(PIECES)]
               for make in (synth.speech_like, synth.music_like)]
-    room_rms = max(float(np.sqrt(np.mean(np.square(s.room, dtype=np.float64)))), 1e-4)
+    room_rms = max(float(np.sqrt(np.mean(np.square(room, dtype=np.float64)))), 1e-4)
     for i in range(n):
         kind = i % 4
         if kind < 2:
@@ -211,7 +212,7 @@ def hard_negatives(s: Split, n: int, size: int, rng: np.random.Generator,
         fg_rms = max(float(np.sqrt(np.mean(np.square(fg, dtype=np.float64)))), 1e-6)
         gain = room_rms / fg_rms * 10 ** (rng.uniform(0.0, 25.0) / 20)
         gain = min(gain, 0.9 / max(float(np.abs(fg).max()), 1e-6))
-        yield _random_place(room_crop(s.room, size, rng), fg, gain, rng)
+        yield _random_place(room_crop(room, size, rng), fg, gain, rng)
 
 
 def windows(x: np.ndarray, size: int, hop: int) -> list[np.ndarray]:

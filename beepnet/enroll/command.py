@@ -321,7 +321,7 @@ def fit(base, recordings, beeps, room, wobble_hz: float = STEADY_WOBBLE_HZ) -> F
     rng = np.random.default_rng(0)
     # Generated one at a time as the features are computed: as a list they would be 100 MB.
     others = itertools.chain(clips.room_clips(s, TRAIN_ROOM, size, rng),
-                             clips.hard_negatives(s, TRAIN_HARD, size, rng))
+                             clips.hard_negatives(s.room, TRAIN_HARD, size, rng))
     tones = pitch_tracker(pitches, SAMPLE_RATE, wobble_hz)
     notes = min_notes(beeps)
     hop = int(round(float(base.meta.get("hop_seconds", 1.5)) * SAMPLE_RATE))

@@ -144,15 +144,9 @@ class Head:
         return mine - (top + np.log(np.exp(rest - top[:, None]).sum(axis=1)))
 
 
-def fit_head(base: ModelFile, net: NumpyBeepNet, beeps: Iterable[np.ndarray],
-             others: Iterable[np.ndarray], pull: float = PRIOR_PULL,
-             highest: float = THRESHOLD_RANGE[1], at_pitch: Sequence[np.ndarray] = ()
-             ) -> Head:
-    """The new head and its threshold (`threshold_between` the "other" clips and the beeps,
-    up to ``highest``). ``at_pitch``: windows of the room that the detector's pitch check
-    passes; the threshold goes above them too (`AT_PITCH_MARGIN`), past ``highest`` if
-    need be, up to `THRESHOLD_RANGE`'s top and the beep clips' median."""
-    zp, zn = clip_features(net, beeps), clip_features(net, others)
+def refit_beep_row(base: ModelFile, zp: np.ndarray, zn: np.ndarray, pull: float) -> Head:
+    """The old classifier with its beep row refitted on clip features of beeps (``zp``) and
+    of other sounds (``zn``), pulled towards the old row by ``pull``; threshold 0.5."""
     z = np.vstack([zp, zn])
     y = np.concatenate([np.ones(len(zp)), np.zeros(len(zn))])
     w, b, beep = old_head(base)
@@ -162,7 +156,19 @@ def fit_head(base: ModelFile, net: NumpyBeepNet, beeps: Iterable[np.ndarray],
     w_new, b_new = fit_logistic(z, y, w[beep], float(b[beep]), pull, offset)
     w, b = w.copy(), b.copy()
     w[beep], b[beep] = w_new, b_new
-    head = Head(w, b, beep, 0.5)
+    return Head(w, b, beep, 0.5)
+
+
+def fit_head(base: ModelFile, net: NumpyBeepNet, beeps: Iterable[np.ndarray],
+             others: Iterable[np.ndarray], pull: float = PRIOR_PULL,
+             highest: float = THRESHOLD_RANGE[1], at_pitch: Sequence[np.ndarray] = ()
+             ) -> Head:
+    """The new head and its threshold (`threshold_between` the "other" clips and the beeps,
+    up to ``highest``). ``at_pitch``: windows of the room that the detector's pitch check
+    passes; the threshold goes above them too (`AT_PITCH_MARGIN`), past ``highest`` if
+    need be, up to `THRESHOLD_RANGE`'s top and the beep clips' median."""
+    zp, zn = clip_features(net, beeps), clip_features(net, others)
+    head = refit_beep_row(base, zp, zn, pull)
     lp = head.logits(zp)
     threshold = threshold_between(head.logits(zn), lp, highest)
     if len(at_pitch):
