@@ -63,11 +63,6 @@ COMMANDS = (
 )
 
 
-def menu() -> list[tuple[str, str]]:
-    """The commands to register with setMyCommands."""
-    return list(COMMANDS)
-
-
 HELP = ("/status: is it listening? microphone, detector, last beep and alert, outbox, disk\n"
         "/listen: the last 10 s the microphone heard, as a clip\n"
         "/missed: it missed a beep you heard: the sound of the last minutes is kept under "

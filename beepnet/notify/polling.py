@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..fsutil import write_atomic
 from ..logs import redact
-from .commands import Commands, menu
+from .commands import COMMANDS, Commands
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class Poller:
             self.commands.username = me.username or ""
         if not self._registered:
             try:
-                await bot.set_my_commands([BotCommand(c, d) for c, d in menu()])
+                await bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
             except BadRequest as e:  # the menu is a convenience: say it, never retry it
                 log.warning("cannot register the command menu: %s",
                             redact(str(e), self.secrets))

@@ -4,8 +4,8 @@ The training is a child process (``python -m beepnet train --feedback --config <
 daemon's file>``), niced so that listening keeps its CPU: with PyTorch (the train extra),
 hundreds of MB the daemon itself never loads, it fine-tunes the whole model in a minute on
 an idle 2-core x86 machine (several on a Pi, 5-10x slower a core: not measured yet);
-without it (``--head``) it refits the model's beep output in numpy in seconds
-(`beepnet.enroll.answers`). It puts the new model in use itself, as from a shell: it sets
+without it the command falls back to ``--head`` by itself and refits the model's beep
+output in numpy in seconds (`beepnet.enroll.answers`). It puts the new model in use itself, as from a shell: it sets
 ``detector.model`` in the config file and sends this daemon SIGHUP, which loads the new
 model beside the old one and switches once it is ready. One retraining at a time; a daemon
 that stops ends it (asyncio cancels the waiting task, which terminates the child).
@@ -94,8 +94,6 @@ class Retrainer:
         # the corrections are there, and so is the status file that finds this daemon.
         cmd = [sys.executable, "-m", "beepnet", "train", "--feedback",
                "--set", f"storage.dir={self.storage_dir}"]
-        if missing_train_modules():
-            cmd.append("--head")
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
         return cmd
@@ -125,10 +123,11 @@ class Retrainer:
             report_path.unlink(missing_ok=True)
         except OSError:
             pass
-        log.info("/retrain: %s", " ".join(self.command()))
+        cmd = self.command()
+        log.info("/retrain: %s", " ".join(cmd))
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.command(), stdin=asyncio.subprocess.DEVNULL,
+                *cmd, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 preexec_fn=lambda: os.nice(NICE))
         except OSError as e:
